@@ -1,0 +1,118 @@
+"""Image decoding for a job (once, into memory) and TAO's layouts of the light images of a pair."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from aoideft.csvdata import defect_labels, image_file
+from aoideft.errors import InputError
+
+CONCAT_TYPES = ("linear", "grid", "channels")
+_DECODE_CHUNK = 32  # rows per thread-pool task
+
+
+@dataclass
+class DecodedPairs:
+    """All pairs of a frame: images uint8 [N, L, C, H, W] (L lights in the given order), labels
+    int64 [N] (0 PASS, 1 defect)."""
+
+    golden: torch.Tensor
+    test: torch.Tensor
+    labels: torch.Tensor
+
+
+def _load(path: str, mode: str, where: str) -> Image.Image:
+    try:
+        with Image.open(path) as image:
+            return image.convert(mode)  # convert decodes the pixels, so errors surface here
+    except FileNotFoundError:
+        raise InputError(f"{where}: image file not found: {path}") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise InputError(f"{where}: cannot decode image {path} ({exc}); re-export it or drop the row") from None
+
+
+def _to_chw(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    if image.size != size:
+        image = image.resize(size, Image.Resampling.BILINEAR)
+    pixels = np.asarray(image)
+    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+
+
+def decode_pairs(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lights: Sequence[str],
+                 image_ext: str, size: tuple[int, int], channels: int = 3, num_threads: int = 2,
+                 source: str | None = None) -> DecodedPairs:
+    """Decode every light image of every row of a pair frame (see csvdata) into memory.
+
+    Each image is converted to RGB (``channels=3``) or L (``channels=1``) and resized bilinearly to
+    ``size`` = (width, height) when it differs. Decoding runs in ``num_threads`` threads (PIL releases
+    the GIL while decoding). An unreadable file, or test and golden of one row and light with
+    different sizes, is an InputError naming ``source`` (the CSV), the 1-based row and the file.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    width, height = size
+    shape = (len(frame), len(lights), channels, height, width)
+    test, golden = np.empty(shape, np.uint8), np.empty(shape, np.uint8)
+    mode = "RGB" if channels == 3 else "L"
+    rows = list(zip(frame["input_path"], frame["golden_path"], frame["object_name"]))
+    prefix = f"{source}: " if source else ""
+
+    def decode_row(index: int) -> None:
+        test_dir, golden_dir, object_name = rows[index]
+        for slot, light in enumerate(lights):
+            where = f"{prefix}row {index + 1} ({light})"
+            test_path = str(image_file(images_dir, test_dir, object_name, light, image_ext))
+            golden_path = str(image_file(images_dir, golden_dir, object_name, light, image_ext))
+            test_image, golden_image = _load(test_path, mode, where), _load(golden_path, mode, where)
+            if test_image.size != golden_image.size:
+                raise InputError(f"{where}: test {test_path} is {test_image.size[0]}x{test_image.size[1]} "
+                                 f"but golden {golden_path} is {golden_image.size[0]}x{golden_image.size[1]}; "
+                                 f"a pair must be captured at one size")
+            test[index, slot] = _to_chw(test_image, (width, height))
+            golden[index, slot] = _to_chw(golden_image, (width, height))
+
+    chunks = [range(start, min(start + _DECODE_CHUNK, len(rows))) for start in range(0, len(rows), _DECODE_CHUNK)]
+    with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
+        # Consuming the results in order re-raises the error of the earliest failing chunk.
+        for _ in pool.map(lambda chunk: [decode_row(index) for index in chunk], chunks):
+            pass
+    return DecodedPairs(golden=torch.from_numpy(golden), test=torch.from_numpy(test),
+                        labels=torch.from_numpy(defect_labels(frame)))
+
+
+def stack_lights(x: torch.Tensor, concat_type: str, grid: tuple[int, int] = (2, 2)) -> torch.Tensor:
+    """Lay the L light images of each sample out as one image: [B, L, C, H, W] -> [B, C', H', W'].
+
+    ``linear``: side by side, left to right in light order -> [B, C, H, L*W].
+    ``grid``:   a grid of ``grid`` = (x columns, y rows), filled row-major, empty cells zero ->
+                [B, C, y*H, x*W].
+    ``channels`` (our extension): lights stacked on the channel axis -> [B, L*C, H, W].
+    Works for any dtype.
+    """
+    if x.dim() != 5:
+        raise ValueError(f"expected [B, L, C, H, W], got shape {tuple(x.shape)}")
+    batch, lights, chans, height, width = x.shape
+    if concat_type == "linear":
+        return x.permute(0, 2, 3, 1, 4).reshape(batch, chans, height, lights * width)
+    if concat_type == "channels":
+        return x.reshape(batch, lights * chans, height, width)
+    if concat_type == "grid":
+        columns, rows = grid
+        cells = columns * rows
+        if cells < lights:
+            raise InputError(f"grid_map {columns}x{rows} has fewer cells than the {lights} lights; "
+                             f"enlarge dataset.classify.grid_map")
+        if cells > lights:
+            x = torch.cat([x, x.new_zeros(batch, cells - lights, chans, height, width)], dim=1)
+        tiled = x.reshape(batch, rows, columns, chans, height, width).permute(0, 3, 1, 4, 2, 5)
+        return tiled.reshape(batch, chans, rows * height, columns * width)
+    raise InputError(f"dataset.classify.concat_type must be one of {', '.join(CONCAT_TYPES)}, "
+                     f"got {concat_type!r}")

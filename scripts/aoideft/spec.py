@@ -1,0 +1,801 @@
+"""TAO Visual ChangeNet (classify) spec reader.
+
+A spec is TAO's YAML experiment file (``specs/baseline_spec.yaml``). This module
+
+- loads it (OmegaConf-compatible YAML: ``1e-5`` is a float, duplicate keys are errors) and resolves
+  ``${a.b.c}`` interpolations that refer to other spec keys (``load_spec``);
+- checks every key against TAO's own JSON schemas in ``tao_schemas/`` (``validate_spec``): unknown
+  keys, types, enums and ranges are ``InputError``; valid TAO keys the embedded ChangeNet-lite model
+  cannot honour are reported as notes, from the single table ``UNHONOURED_KEYS``;
+- turns a spec into the typed ``TrainSettings`` the trainer uses (``train_settings``);
+- offers dotted-key helpers (``get_dotted``, ``set_dotted``, ``flatten_spec``, ``deep_merge``) that
+  AutoML and the pre-seed step use to apply ``{"train.optim.lr": 0.01}``-style overrides.
+
+"Free-form collections" are schema properties of type ``collection`` without sub-properties
+(``input_map``, ``grid_map``, ``decoder_params``, ...): their keys are user data, not spec keys, so
+they are never checked key by key, are leaves for ``flatten_spec`` and are replaced (not merged) by
+``deep_merge``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import difflib
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import yaml
+
+from aoideft.errors import InputError
+
+SCHEMA_DIR = Path(__file__).resolve().parent / "tao_schemas"
+SCHEMA_ACTIONS = ("train", "evaluate", "inference")
+# Top-level sections of other TAO actions: accepted as-is (TAO specs carry them), never used here.
+OTHER_ACTION_SECTIONS = ("export", "gen_trt_engine")
+# TAO lists every ChangeNet backbone in this enum, but NVIDIA's AOI spec uses a C-RADIO backbone that
+# the published schema does not list; the embedded model replaces the backbone anyway.
+ENUM_EXEMPT_KEYS = frozenset({"model.backbone.type"})
+
+_MISSING = object()
+_INTERPOLATION = re.compile(r"\$\{([^${}]+)\}")
+
+
+# --------------------------------------------------------------------------------------------------
+# TAO keys the embedded model cannot honour: the ONE table of how each is handled.
+# --------------------------------------------------------------------------------------------------
+
+
+def _is_set(value: Any) -> bool:
+    """A value that asks for something: not null, not '', not an empty list/map."""
+    return value not in (None, "", [], {})
+
+
+def _is_true(value: Any) -> bool:
+    return value is True
+
+
+def _equals(expected: str) -> Callable[[Any], bool]:
+    return lambda value: value == expected
+
+
+def _section_enabled(flag: str, default: bool) -> Callable[[Any], bool]:
+    """For a section row: the section's on/off flag (``enable``/``enabled``) is on."""
+    return lambda section: isinstance(section, dict) and section.get(flag, default) is True
+
+
+@dataclass(frozen=True)
+class Unhonoured:
+    """One row of ``UNHONOURED_KEYS``.
+
+    keys:    dotted spec keys; a section key (``model.decode_head``) covers its whole subtree. The row
+             fires for the first of them present in the spec whose value passes ``applies``.
+    note:    what the user is told: the key and how it is handled (ignored, or mapped to what).
+             ``{value!r}`` in it is replaced by that key's value.
+    applies: value test; the default fires for any value that asks for something (not null/''/[]/{}).
+    no_effect: True when no value of these keys changes the embedded model's training or scores
+             (they form EMBEDDED_IGNORED_KEYS, which AutoML must not sweep); False for keys that are
+             honoured except for the mapped value the note names.
+    """
+
+    keys: tuple[str, ...]
+    note: str
+    applies: Callable[[Any], bool] = _is_set
+    no_effect: bool = True
+
+
+# Every valid TAO key whose setting the embedded ChangeNet-lite model (small CNN, trained from scratch
+# with cross-entropy, one CPU/GPU process per job) cannot honour. validate_spec reports each fired row
+# once, in this order; keys absent from this table are honoured by train_settings/TrainSettings (or
+# are structural, like dataset.classify.*_dataset, which the workflow fills in).
+UNHONOURED_KEYS: tuple[Unhonoured, ...] = (
+    Unhonoured(("model.backbone.type",),
+               "model.backbone.type {value!r} -> embedded ChangeNet-lite CNN (TAO backbones need the "
+               "TAO backend)"),
+    Unhonoured(("model.backbone.pretrained_backbone_path",),
+               "model.backbone.pretrained_backbone_path: ignored (embedded model trains from scratch; "
+               "nothing is downloaded)"),
+    Unhonoured(("model.backbone.freeze_backbone", "model.backbone.feat_downsample"),
+               "model.backbone.freeze_backbone/feat_downsample: ignored (options of TAO's pretrained "
+               "backbones; the embedded backbone always trains)", _is_true),
+    Unhonoured(("model.decode_head",),
+               "model.decode_head.*: ignored (the embedded model has its own fixed 4-level top-down "
+               "fusion)"),
+    Unhonoured(("model.classify.difference_module",),
+               "model.classify.difference_module 'euclidean' -> fixed |f_test - f_golden| difference "
+               "(no learnable block)", _equals("euclidean"), no_effect=False),
+    Unhonoured(("model.classify.embedding_vectors",),
+               "model.classify.embedding_vectors: ignored (size of TAO's contrastive embedding; the "
+               "embedded head outputs 2 logits)"),
+    Unhonoured(("model.classify.train_margin_euclid",),
+               "model.classify.train_margin_euclid: ignored (margin of TAO's contrastive loss; training "
+               "uses cross-entropy)"),
+    Unhonoured(("model.classify.eval_margin",),
+               "model.classify.eval_margin: not used in training or scoring (the KPI threshold is "
+               "swept over siamese_score)"),
+    Unhonoured(("train.classify.loss",),
+               "train.classify.loss 'contrastive' -> cross-entropy", _equals("contrastive")),
+    Unhonoured(("train.optim.optim",), "train.optim.optim 'adam' -> adamw", _equals("adam"),
+               no_effect=False),
+    Unhonoured(("train.optim.monitor_name",),
+               "train.optim.monitor_name {value!r}: ignored (the trainer monitors val_loss)",
+               lambda value: value not in (None, "", "val_loss")),
+    Unhonoured(("train.num_nodes", "train.num_gpus", "train.gpu_ids", "evaluate.num_nodes",
+                "evaluate.num_gpus", "evaluate.gpu_ids", "inference.num_nodes", "inference.num_gpus",
+                "inference.gpu_ids"),
+               "train.num_nodes/num_gpus/gpu_ids: ignored (one process per job; the GPU comes from "
+               "CUDA_VISIBLE_DEVICES)"),
+    Unhonoured(("train.sync_batchnorm", "train.use_distributed_sampler"),
+               "train.sync_batchnorm/use_distributed_sampler: ignored (one process per job)", _is_true),
+    Unhonoured(("train.precision",),
+               "train.precision {value!r}: ignored (the embedded model trains in float32)",
+               lambda value: value not in (None, "", 32, "32", "32-true")),
+    Unhonoured(("train.cudnn",),
+               "train.cudnn.*: ignored (determinism comes from train.seed)"),
+    Unhonoured(("train.tensorboard",),
+               "train.tensorboard: ignored (training metrics go to the job's own log)",
+               _section_enabled("enabled", default=False)),
+    Unhonoured(("train.checkpointer",),
+               "train.checkpointer.*: ignored (checkpoints follow train.checkpoint_interval)"),
+    Unhonoured(("train.checkpoint_interval_unit",),
+               "train.checkpoint_interval_unit 'step' -> 'epoch' (checkpoints are written per epoch)",
+               _equals("step")),
+    Unhonoured(("train.resume_training_checkpoint_path",),
+               "train.resume_training_checkpoint_path: ignored (every job trains afresh; use "
+               "train.pretrained_model_path to start from a checkpoint)"),
+    Unhonoured(("results_dir", "train.results_dir", "evaluate.results_dir", "inference.results_dir"),
+               "results_dir/train.results_dir: ignored (the workflow chooses every output directory)"),
+    Unhonoured(("evaluate.checkpoint", "inference.checkpoint"),
+               "evaluate/inference.checkpoint: ignored (the workflow passes checkpoints explicitly)"),
+    Unhonoured(("evaluate.trt_engine", "inference.trt_engine"),
+               "evaluate/inference.trt_engine: ignored (no TensorRT; the PyTorch checkpoint is used)"),
+    Unhonoured(("evaluate.vis_after_n_batches", "inference.vis_after_n_batches"),
+               "evaluate/inference.vis_after_n_batches: ignored (no visualisation dumps)"),
+    Unhonoured(("dataset.classify.test_dataset",),
+               "dataset.classify.test_dataset: not read (the workflow scores the KPI CSV through "
+               "inference)", lambda section: isinstance(section, dict) and _is_set(section.get("csv_path"))),
+    Unhonoured(("dataset.classify.quant_calibration_dataset",),
+               "dataset.classify.quant_calibration_dataset: ignored (no quantisation)",
+               lambda section: isinstance(section, dict) and _is_set(section.get("images_dir"))),
+    Unhonoured(("dataset.classify.augmentation_config.with_random_blur",
+                "dataset.classify.augmentation_config.with_random_crop"),
+               "augmentation_config.with_random_blur/with_random_crop: ignored (the embedded "
+               "augmentation has flip, rotate, colour jitter and with_scale_random_crop)", _is_true),
+    Unhonoured(("train.segment", "dataset.segment"),
+               "train.segment/dataset.segment: ignored (segmentation settings; the task is classify)"),
+    Unhonoured(("encryption_key",),
+               "encryption_key: ignored (checkpoints are plain PyTorch files)"),
+    Unhonoured(("model_name",), "model_name: ignored (the model is always the embedded ChangeNet-lite)"),
+    Unhonoured(("wandb",), "wandb: ignored (no network; metrics go to the job's own log)",
+               _section_enabled("enable", default=True)),
+    Unhonoured(("quantize",), "quantize: ignored (TAO quantize action settings; not used)"),
+    Unhonoured(("export",),
+               "export: accepted as TAO's export action section; not used (the embedded model is not "
+               "exported to ONNX/TensorRT)", lambda section: section is not None),
+    Unhonoured(("gen_trt_engine",),
+               "gen_trt_engine: accepted as TAO's gen_trt_engine action section; not used (no "
+               "TensorRT)", lambda section: section is not None),
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# TAO schemas
+# --------------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def schema_properties() -> dict[str, dict]:
+    """Dotted key -> TAO schema property, the union over the train/evaluate/inference schemas."""
+    known: dict[str, dict] = {}
+    for action in SCHEMA_ACTIONS:
+        schema = json.loads((SCHEMA_DIR / f"{action}.schema.json").read_text(encoding="utf-8"))
+        _collect_properties(schema["properties"], "", known)
+    return known
+
+
+def _collect_properties(properties: dict, prefix: str, known: dict[str, dict]) -> None:
+    for name, prop in properties.items():
+        if not isinstance(prop, dict):  # AutoML bookkeeping lists sit among the properties
+            continue
+        key = prefix + name
+        known.setdefault(key, prop)
+        if "properties" in prop:
+            _collect_properties(prop["properties"], key + ".", known)
+
+
+def _is_section(prop: dict) -> bool:
+    return "properties" in prop
+
+
+def _ignored_keys() -> frozenset[str]:
+    """The keys of the no_effect rows of UNHONOURED_KEYS, with every schema key below a section."""
+    roots = [key for row in UNHONOURED_KEYS if row.no_effect for key in row.keys]
+    return frozenset(key for key in [*schema_properties(), *roots]
+                     if any(key == root or key.startswith(root + ".") for root in roots))
+
+
+# Valid TAO keys that no value changes for the embedded model (from UNHONOURED_KEYS): AutoML leaves
+# them out of its search space.
+EMBEDDED_IGNORED_KEYS: frozenset[str] = _ignored_keys()
+
+
+def is_free_form(key: str) -> bool:
+    """True for a schema ``collection`` without sub-properties (input_map, grid_map, ...)."""
+    prop = schema_properties().get(key)
+    return prop is not None and prop.get("type") == "collection" and not _is_section(prop)
+
+
+def schema_default(key: str) -> Any:
+    """TAO's default for a dotted key (a deep copy), or None when the schema has none."""
+    prop = schema_properties().get(key)
+    return copy.deepcopy(prop.get("default")) if prop else None
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading and interpolation
+# --------------------------------------------------------------------------------------------------
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """SafeLoader with OmegaConf's two differences from YAML 1.1: exponent floats without a dot
+    (``1e-5``) are floats, and a key repeated in one mapping is an error (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            self.flatten_mapping(node)
+            first_line: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    seen = first_line.get(key)
+                except TypeError:  # unhashable key: the base constructor reports it
+                    continue
+                if seen is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first set at line {seen + 1})",
+                        key_node.start_mark)
+                first_line[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+_SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def load_spec(path: str | os.PathLike) -> dict:
+    """Read a TAO spec YAML and resolve its ``${a.b.c}`` interpolations (see resolve_interpolations)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: spec file not found; check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the spec file ({exc})") from None
+    try:
+        data = yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"
+        raise InputError(f"{path}: YAML error at {where}: {exc.problem or exc.context}; "
+                         f"fix the spec's YAML syntax there") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: YAML error: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: line 1: a spec must be a YAML mapping of sections (train:, model:, "
+                         f"dataset:, ...), not {type(data).__name__}")
+    return resolve_interpolations(data, source=str(path))
+
+
+def resolve_interpolations(spec: dict, source: str = "spec") -> dict:
+    """Return a copy of ``spec`` with every ``${a.b.c}`` that names a spec key replaced by its value.
+
+    A string that is exactly one interpolation takes the referenced value with its type (so
+    ``batch_size: ${dataset.classify.batch_size}`` stays an int); inside longer strings the value is
+    substituted as text. References to keys the spec does not have (``${results_dir}`` in a spec
+    without ``results_dir``, OmegaConf resolvers such as ``${oc.env:X}``) are left literally, for TAO
+    to fill at launch. A reference cycle is an InputError.
+    """
+
+    def resolve(value: Any, key: str, chain: tuple[str, ...]) -> Any:
+        if isinstance(value, dict):
+            return {name: resolve(item, f"{key}.{name}" if key else str(name), chain)
+                    for name, item in value.items()}
+        if isinstance(value, list):
+            return [resolve(item, key, chain) for item in value]
+        if not isinstance(value, str) or "${" not in value:
+            return value
+        whole = _INTERPOLATION.fullmatch(value)
+        if whole:
+            target = lookup(whole.group(1).strip(), key, chain)
+            return value if target is _MISSING else target
+        return _INTERPOLATION.sub(lambda m: as_text(m, key, chain), value)
+
+    def as_text(match: re.Match, key: str, chain: tuple[str, ...]) -> str:
+        target = lookup(match.group(1).strip(), key, chain)
+        return match.group(0) if target is _MISSING or isinstance(target, (dict, list)) else str(target)
+
+    def lookup(reference: str, key: str, chain: tuple[str, ...]) -> Any:
+        if reference == key or reference in chain:
+            cycle = " -> ".join((*chain, key, reference))
+            raise InputError(f"{source}: spec interpolation cycle {cycle}; replace one ${{...}} with a value")
+        target = get_dotted(spec, reference, _MISSING)
+        if target is _MISSING:
+            return _MISSING
+        return resolve(copy.deepcopy(target), reference, (*chain, key))
+
+    return resolve(spec, "", ())
+
+
+# --------------------------------------------------------------------------------------------------
+# Dotted keys
+# --------------------------------------------------------------------------------------------------
+
+
+def get_dotted(spec: Mapping, key: str, default: Any = None) -> Any:
+    """``spec['a']['b']['c']`` for ``key='a.b.c'``; ``default`` when any part is missing."""
+    node: Any = spec
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def set_dotted(spec: dict, key: str, value: Any) -> None:
+    """Set ``spec['a']['b']['c'] = value`` for ``key='a.b.c'``, creating (or replacing non-mapping)
+    intermediate levels with dicts."""
+    *parents, leaf = key.split(".")
+    _container(spec, parents)[leaf] = value
+
+
+def _container(spec: dict, parts: list[str]) -> dict:
+    node = spec
+    for part in parts:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    return node
+
+
+def flatten_spec(spec: Mapping, prefix: str = "") -> dict[str, Any]:
+    """Dotted key -> leaf value. Free-form collections (input_map, grid_map, ...), lists and empty
+    mappings are leaves; every other mapping is descended."""
+    flat: dict[str, Any] = {}
+    for name, value in spec.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, Mapping) and value and not is_free_form(key):
+            flat.update(flatten_spec(value, key + "."))
+        else:
+            flat[key] = value
+    return flat
+
+
+def deep_merge(base: Mapping, override: Mapping) -> dict:
+    """A new dict: ``base`` with ``override`` applied; the override wins.
+
+    Nested mappings are merged key by key, except free-form collections (input_map, grid_map, ...),
+    which the override replaces whole, because their keys are data (a new input_map must not keep the
+    old lights). Override keys with dots are dotted paths, at any level: ``{"train.optim.lr": 0.01}``
+    equals ``{"train": {"optim": {"lr": 0.01}}}``. Neither input is modified.
+    """
+    merged = copy.deepcopy(dict(base))
+    _merge_into(merged, override, "")
+    return merged
+
+
+def _merge_into(target: dict, override: Mapping, prefix: str) -> None:
+    for name, value in override.items():
+        *parents, leaf = str(name).split(".") if isinstance(name, str) else [name]
+        node = _container(target, parents)
+        key = prefix + ".".join(str(part) for part in (*parents, leaf))
+        if isinstance(value, Mapping) and not is_free_form(key):
+            if not isinstance(node.get(leaf), dict):
+                node[leaf] = {}
+            _merge_into(node[leaf], value, key + ".")
+        else:
+            node[leaf] = copy.deepcopy(value)
+
+
+def _walk_present(spec: Mapping, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every dotted key in the spec (sections and leaves), with its value."""
+    for name, value in spec.items():
+        key = f"{prefix}{name}"
+        yield key, value
+        if isinstance(value, Mapping) and not is_free_form(key):
+            yield from _walk_present(value, key + ".")
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------------
+
+
+def validate_spec(spec: dict, source: str) -> list[str]:
+    """Check every key and value of a (loaded) spec against TAO's schemas.
+
+    Raises InputError for an unknown key (with the nearest valid key), a wrong type, a value outside
+    the schema's enum or min/max. Returns the notes (each once, in ``UNHONOURED_KEYS`` order) for
+    valid TAO keys the embedded model cannot honour.
+    """
+    _check_mapping(spec, "", source)
+    present = dict(_walk_present(spec))
+    notes: list[str] = []
+    for row in UNHONOURED_KEYS:
+        for key in row.keys:
+            if key in present and row.applies(present[key]):
+                note = row.note.format(value=present[key])
+                if note not in notes:
+                    notes.append(note)
+                break
+    if "task" not in spec:
+        notes.append("task: not set (TAO's default is 'segment'); treated as 'classify' - set "
+                     "task: classify for TAO")
+    return notes
+
+
+def _check_mapping(mapping: Mapping, prefix: str, source: str) -> None:
+    known = schema_properties()
+    for name, value in mapping.items():
+        key = f"{prefix}{name}"
+        if not prefix and name in OTHER_ACTION_SECTIONS:
+            continue
+        prop = known.get(key)
+        if prop is None:
+            raise InputError(f"{source}: unknown spec key '{key}'; {_suggestion(key)}")
+        if _is_section(prop):
+            if value is not None and not isinstance(value, Mapping):
+                raise InputError(f"{source}: spec key '{key}' must be a section (a mapping of keys), "
+                                 f"got {value!r}")
+            _check_mapping(value or {}, key + ".", source)
+        else:
+            _check_value(key, prop, value, source)
+
+
+def _suggestion(key: str) -> str:
+    candidates = [*schema_properties(), *OTHER_ACTION_SECTIONS]
+    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.5)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    return "it is not in TAO's train/evaluate/inference schemas (scripts/aoideft/tao_schemas/)"
+
+
+_TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false",
+               "string": "a string", "categorical": "one of the listed options", "list": "a list",
+               "collection": "a mapping"}
+
+
+def _check_value(key: str, prop: dict, value: Any, source: str) -> None:
+    """Schema type, enum, min/max and pattern checks for one leaf. null means 'TAO default'."""
+    if value is None:
+        return
+    kind = prop.get("type")
+
+    def fail(why: str) -> InputError:
+        return InputError(f"{source}: spec key '{key}' {why}, got {value!r}")
+
+    if isinstance(value, str) and _INTERPOLATION.search(value) and kind not in ("string", "categorical"):
+        raise fail(f"must be {_TYPE_WORDS.get(kind, kind)}; its ${{...}} does not name a spec key")
+    if kind == "int":
+        if isinstance(value, bool) or not (isinstance(value, int)
+                                           or (isinstance(value, float) and value.is_integer())):
+            raise fail("must be an integer")
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            raise fail("must be a number")
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            raise fail("must be true or false")
+    elif kind == "categorical":
+        if not isinstance(value, str):
+            raise fail("must be a string")
+        options = prop.get("enum") or []
+        if key not in ENUM_EXEMPT_KEYS and options and value not in options:
+            raise fail(f"must be one of {', '.join(map(repr, options))}")
+    elif kind == "string":
+        if isinstance(value, (Mapping, list)):
+            raise fail("must be a string")
+        pattern = prop.get("pattern")
+        if pattern and isinstance(value, str) and not re.fullmatch(pattern, value):
+            raise fail(f"must match {pattern!r}")
+    elif kind == "list":
+        if not isinstance(value, list):
+            raise fail("must be a list")
+    elif kind == "collection":
+        if not isinstance(value, Mapping):
+            raise fail("must be a mapping")
+    if kind in ("int", "float"):
+        low, high = prop.get("minimum", -math.inf), prop.get("maximum", math.inf)
+        if not low <= value <= high:
+            bounds = " and ".join(f"{word} {bound:g}" for word, bound in
+                                  (("at least", low), ("at most", high)) if math.isfinite(bound))
+            raise fail(f"must be {bounds}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Typed settings for the embedded trainer
+# --------------------------------------------------------------------------------------------------
+
+_AUG = "dataset.classify.augmentation_config"
+
+
+@dataclass(frozen=True)
+class AugmentationSettings:
+    """Training-time augmentation, from ``dataset.classify.augmentation_config``.
+
+    Probabilities are the chance that the transform is applied to a pair (test and golden get the
+    same transform). ``augment`` is the master switch. ``scale_range`` is the range of the crop side
+    as a fraction of the image side (0 < low <= high <= 1): a random square crop of that size is
+    resized back to full size, i.e. a zoom-in. TAO's ``with_scale_random_crop.scale_range`` is the
+    equivalent rescale-factor range (rescale by s >= 1, crop back to size); train_settings converts
+    a TAO factor range [a, b] to the fraction range (1/b, 1/a). ``rgb_mean``/``rgb_std`` normalise
+    images scaled to [0, 1].
+    """
+
+    augment: bool = False
+    hflip_probability: float = 0.5
+    vflip_probability: float = 0.5
+    flip_enabled: bool = True
+    rotate_probability: float = 0.5
+    angle_list: tuple[float, ...] = (90, 180, 270)
+    rotate_enabled: bool = True
+    color_enabled: bool = True
+    brightness: float = 0.3
+    contrast: float = 0.3
+    saturation: float = 0.3
+    hue: float = 0.3
+    color_probability: float = 0.5
+    scale_crop_enabled: bool = True
+    scale_range: tuple[float, float] = (0.8, 1.0)
+    rgb_mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    rgb_std: tuple[float, ...] = (0.226, 0.226, 0.226)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything the embedded trainer reads from a spec, typed, defaulted and cross-checked.
+
+    ``lights`` are the input_map keys ordered by their value (the image order within a pair).
+    ``loss`` is always 'ce' and ``optimizer`` 'adamw' or 'sgd' (TAO's 'contrastive'/'adam' are
+    mapped, see UNHONOURED_KEYS). Dataset paths are None when the spec leaves them empty.
+    """
+
+    num_epochs: int
+    batch_size: int
+    lr: float
+    optimizer: str
+    momentum: float
+    weight_decay: float
+    policy: str
+    cls_weight: tuple[float, float]
+    loss: str
+    fpratio_sampling: float
+    seed: int
+    validation_interval: int
+    checkpoint_interval: int
+    pretrained_model_path: str | None
+    lights: tuple[str, ...]
+    image_ext: str
+    image_width: int
+    image_height: int
+    concat_type: str
+    grid_x: int
+    grid_y: int
+    difference_module: str
+    learnable_difference_modules: int
+    embed_dec: int
+    augmentation: AugmentationSettings
+    train_csv: str | None
+    train_images_dir: str | None
+    val_csv: str | None
+    val_images_dir: str | None
+    infer_csv: str | None
+    infer_images_dir: str | None
+    workers: int
+
+
+def _setting(spec: dict, key: str) -> Any:
+    """The spec's value, or TAO's schema default when the spec is silent (missing or null)."""
+    value = get_dotted(spec, key)
+    return schema_default(key) if value is None else value
+
+
+def _error(source: str, key: str, why: str) -> InputError:
+    return InputError(f"{source}: spec key '{key}' {why}")
+
+
+def _number_tuple(spec: dict, key: str, source: str, length: int | None = None) -> tuple[float, ...]:
+    value = _setting(spec, key)
+    if not isinstance(value, (list, tuple)) or any(
+            isinstance(item, bool) or not isinstance(item, (int, float)) for item in value):
+        raise _error(source, key, f"must be a list of numbers, got {value!r}")
+    if length is not None and len(value) != length:
+        raise _error(source, key, f"must have {length} entries, got {len(value)} ({list(value)})")
+    return tuple(float(item) for item in value)
+
+
+def _lights(spec: dict, source: str) -> tuple[str, ...]:
+    key = "dataset.classify.input_map"
+    input_map = _setting(spec, key)
+    if not isinstance(input_map, Mapping) or not input_map:
+        raise _error(source, key, "must map each lighting name to its position, e.g. {SolderLight: 0}")
+    positions = list(input_map.values())
+    if any(isinstance(p, bool) or not isinstance(p, int) or p < 0 for p in positions) \
+            or len(set(positions)) != len(positions):
+        raise _error(source, key, f"must give each light a distinct position 0, 1, ..., got {dict(input_map)}")
+    lights = tuple(str(light) for light, _ in sorted(input_map.items(), key=lambda item: item[1]))
+    num_input = int(_setting(spec, "dataset.classify.num_input"))
+    if num_input != len(lights):
+        raise _error(source, "dataset.classify.num_input",
+                     f"is {num_input} but dataset.classify.input_map has {len(lights)} light(s) "
+                     f"({', '.join(lights)}); make them agree")
+    return lights
+
+
+def _dataset_paths(spec: dict, split: str, base_dir: Path | None) -> tuple[str | None, str | None]:
+    def resolve(value: Any) -> str | None:
+        if not _is_set(value):
+            return None
+        path = Path(str(value))
+        return str(base_dir / path) if base_dir is not None and not path.is_absolute() else str(path)
+
+    section = f"dataset.classify.{split}_dataset"
+    return resolve(get_dotted(spec, f"{section}.csv_path")), resolve(get_dotted(spec, f"{section}.images_dir"))
+
+
+def _augmentation(spec: dict, source: str) -> AugmentationSettings:
+    scale_key = f"{_AUG}.with_scale_random_crop.scale_range"
+    low, high = _number_tuple(spec, scale_key, source, length=2)
+    if not 1.0 <= low <= high:
+        raise _error(source, scale_key, f"must be [low, high] rescale factors with 1 <= low <= high "
+                                        f"(TAO zooms in by a factor in that range), got {[low, high]}")
+    mean = _number_tuple(spec, f"{_AUG}.rgb_input_mean", source, length=3)
+    std = _number_tuple(spec, f"{_AUG}.rgb_input_std", source, length=3)
+    if min(std) <= 0:
+        raise _error(source, f"{_AUG}.rgb_input_std", f"must be positive, got {list(std)}")
+    angles = _number_tuple(spec, f"{_AUG}.random_rotate.angle_list", source)
+    rotate_enabled = bool(_setting(spec, f"{_AUG}.random_rotate.enable"))
+    if rotate_enabled and not angles:
+        raise _error(source, f"{_AUG}.random_rotate.angle_list", "is empty but random_rotate is enabled")
+
+    def value(key: str, kind: type) -> Any:
+        return kind(_setting(spec, f"{_AUG}.{key}"))
+
+    return AugmentationSettings(
+        augment=value("augment", bool),
+        hflip_probability=value("random_flip.hflip_probability", float),
+        vflip_probability=value("random_flip.vflip_probability", float),
+        flip_enabled=value("random_flip.enable", bool),
+        rotate_probability=value("random_rotate.rotate_probability", float),
+        angle_list=angles,
+        rotate_enabled=rotate_enabled,
+        color_enabled=value("random_color.enable", bool),
+        brightness=value("random_color.brightness", float),
+        contrast=value("random_color.contrast", float),
+        saturation=value("random_color.saturation", float),
+        hue=value("random_color.hue", float),
+        color_probability=value("random_color.color_probability", float),
+        scale_crop_enabled=value("with_scale_random_crop.enable", bool),
+        scale_range=(1.0 / high, 1.0 / low),
+        rgb_mean=mean,
+        rgb_std=std,
+    )
+
+
+def train_settings(spec: dict, base_dir: str | Path | None = None, *, source: str = "spec") -> TrainSettings:
+    """Validate ``spec`` (validate_spec) and build the trainer's settings from it.
+
+    TAO schema defaults fill what the spec leaves out. Relative dataset csv_path/images_dir are
+    resolved against ``base_dir`` when given. Cross-field rules raise InputError naming the key.
+    ``source`` names the spec in messages.
+    """
+    validate_spec(spec, source)
+    task = get_dotted(spec, "task")
+    if task not in (None, "classify"):
+        raise _error(source, "task", f"must be 'classify' (the embedded model is a ChangeNet "
+                                     f"classifier), got {task!r}")
+    for key, required in (("dataset.classify.num_classes", 2), ("dataset.classify.num_golden", 1)):
+        if int(_setting(spec, key)) != required:
+            raise _error(source, key, f"must be {required} for the embedded model (binary PASS/defect "
+                                      f"with one golden image), got {_setting(spec, key)!r}")
+
+    lights = _lights(spec, source)
+    num_epochs = int(_setting(spec, "train.num_epochs"))
+    checkpoint_interval = int(_setting(spec, "train.checkpoint_interval"))
+    if checkpoint_interval > num_epochs:
+        raise _error(source, "train.checkpoint_interval",
+                     f"({checkpoint_interval}) must be <= train.num_epochs ({num_epochs}); TAO asserts this too")
+    batch_size = int(_setting(spec, "dataset.classify.batch_size"))
+    if batch_size < 2:
+        raise _error(source, "dataset.classify.batch_size", f"must be at least 2 for training (TAO "
+                                                            f"asserts this too), got {batch_size}")
+    sizes = {key: _setting(spec, f"dataset.classify.{key}") for key in ("image_width", "image_height")}
+    for key, size in sizes.items():
+        if int(size) < 1:
+            raise _error(source, f"dataset.classify.{key}", f"must be a positive number of pixels, got {size!r}")
+    image_ext = str(_setting(spec, "dataset.classify.image_ext"))
+    if not image_ext.startswith("."):
+        raise _error(source, "dataset.classify.image_ext", f"must start with a dot (e.g. '.jpg'), got {image_ext!r}")
+
+    concat_type = str(_setting(spec, "dataset.classify.concat_type"))
+    grid_key = "dataset.classify.grid_map"
+    grid = _setting(spec, grid_key)
+    grid_x, grid_y = (grid.get(axis) if isinstance(grid, Mapping) else None for axis in ("x", "y"))
+    if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in (grid_x, grid_y)):
+        raise _error(source, grid_key, f"must be {{x: <columns>, y: <rows>}} with positive integers, got {grid!r}")
+    if concat_type == "grid" and grid_x * grid_y < len(lights):
+        raise _error(source, grid_key, f"{grid_x}x{grid_y} has fewer cells than the {len(lights)} lights "
+                                       f"of dataset.classify.input_map")
+
+    modules = int(_setting(spec, "model.classify.learnable_difference_modules"))
+    if not 1 <= modules <= 4:
+        raise _error(source, "model.classify.learnable_difference_modules", f"must be 1 to 4, got {modules}")
+    cls_weight = _number_tuple(spec, "train.classify.cls_weight", source, length=2)
+    if min(cls_weight) <= 0:
+        raise _error(source, "train.classify.cls_weight", f"must be two positive weights [PASS, defect], "
+                                                          f"got {list(cls_weight)}")
+    optimizer = str(_setting(spec, "train.optim.optim"))
+    pretrained = _setting(spec, "train.pretrained_model_path")
+    base = Path(base_dir) if base_dir is not None else None
+    train_csv, train_images = _dataset_paths(spec, "train", base)
+    val_csv, val_images = _dataset_paths(spec, "validation", base)
+    infer_csv, infer_images = _dataset_paths(spec, "infer", base)
+
+    return TrainSettings(
+        num_epochs=num_epochs,
+        batch_size=batch_size,
+        lr=float(_setting(spec, "train.optim.lr")),
+        optimizer="adamw" if optimizer == "adam" else optimizer,
+        momentum=float(_setting(spec, "train.optim.momentum")),
+        weight_decay=float(_setting(spec, "train.optim.weight_decay")),
+        policy=str(_setting(spec, "train.optim.policy")),
+        cls_weight=cls_weight,  # type: ignore[arg-type]  # length checked above
+        loss="ce",
+        fpratio_sampling=float(_setting(spec, "dataset.classify.fpratio_sampling")),
+        seed=int(_setting(spec, "train.seed")),
+        validation_interval=int(_setting(spec, "train.validation_interval")),
+        checkpoint_interval=checkpoint_interval,
+        pretrained_model_path=str(pretrained) if _is_set(pretrained) else None,
+        lights=lights,
+        image_ext=image_ext,
+        image_width=int(sizes["image_width"]),
+        image_height=int(sizes["image_height"]),
+        concat_type=concat_type,
+        grid_x=grid_x,
+        grid_y=grid_y,
+        difference_module=str(_setting(spec, "model.classify.difference_module")),
+        learnable_difference_modules=modules,
+        embed_dec=int(_setting(spec, "model.classify.embed_dec")),
+        augmentation=_augmentation(spec, source),
+        train_csv=train_csv,
+        train_images_dir=train_images,
+        val_csv=val_csv,
+        val_images_dir=val_images,
+        infer_csv=infer_csv,
+        infer_images_dir=infer_images,
+        workers=int(_setting(spec, "dataset.classify.workers")),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``aoideft spec SPEC.yaml``: validate a TAO spec, print the notes and the resolved settings."""
+    parser = argparse.ArgumentParser(prog="aoideft spec", description=main.__doc__)
+    parser.add_argument("spec", help="TAO spec YAML (e.g. specs/baseline_spec.yaml)")
+    parser.add_argument("--base-dir", help="directory that relative dataset paths are relative to")
+    args = parser.parse_args(argv)
+    spec = load_spec(args.spec)
+    for note in validate_spec(spec, args.spec):
+        print(f"note: {note}")
+    settings = train_settings(spec, args.base_dir, source=args.spec)
+    for name, value in vars(settings).items():
+        print(f"{name}: {value}")
+    return 0
