@@ -1,0 +1,554 @@
+"""The KPI, FAR at 100% recall (``far_pct``), and everything reported around it. The only KPI code.
+
+Rule (TAO AOI contract, section 4): a row is predicted defect when ``score > threshold``. Candidate
+thresholds are every unique score plus one value just below the minimum. Recall = TP / (TP + FN) over
+defect rows, FAR = FP / (FP + TN) over PASS rows. Among candidates whose recall reaches the target
+(1.0 for the KPI) the operating point is the highest threshold, which has the lowest FAR;
+``far_pct`` = that FAR x 100. The same rule with ``min_recall`` 0.99 / 0.995 gives the relaxed points.
+
+Defined behaviour:
+- ties: rows with equal scores are on the same side of every threshold, so they move together.
+- non-finite scores (NaN, inf) are never dropped: they are counted (``nan_scores``) and treated as
+  flagged (predicted defect) at every threshold, the conservative choice for inspection (a part the
+  model could not score goes to review). For AUROC they rank above every finite score.
+- a frame without defect rows or without PASS rows is an InputError: recall or FAR would be 0/0.
+- label ``PASS`` (exact) is good, anything else a defect; an empty label or a mis-spelt PASS
+  (``pass``, ``Pass``, `` PASS``) is an InputError naming the 1-based data row.
+
+Deployable FAR (contract section 7): TAO picks the threshold on the KPI set itself, which is
+optimistic. ``calibration_threshold`` (the 100%-recall threshold of the validation CSV) is applied
+unchanged to the KPI set, reporting the FAR it gives, the recall it really reaches and what it misses.
+
+All candidates come from one sort (``np.unique``) and cumulative sums, so a million rows take about
+a second. The bootstrap draws rows, so for huge inputs it uses fewer resamples (``bootstrap_resamples``,
+recorded in ``metrics.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from aoideft import fsutil
+from aoideft.errors import InputError
+
+SCORE_COLUMN = "siamese_score"
+PASS_LABEL = "PASS"
+KPI_RECALL = 1.0
+RELAXED_RECALLS = {"recall_99": 0.99, "recall_99_5": 0.995}
+DEFAULT_BOOTSTRAP = 1000
+CI_LEVEL = 0.95
+# Row draws over all bootstrap resamples; above it the resample count shrinks (never below the floor).
+BOOTSTRAP_DRAW_BUDGET = 30_000_000
+MIN_BOOTSTRAP_RESAMPLES = 100
+_DRAWS_PER_CHUNK = 4_000_000  # bounds the memory of one vectorised block of resamples
+HISTOGRAM_BINS = 20
+MAX_LISTED_ROWS = 5
+
+METRICS_FILE = "metrics.json"
+TABLE_FILE = "recall_far.csv"
+PER_LABEL_FILE = "per_label.csv"
+MISSED_FILE = "missed_defects.csv"
+TABLE_COLUMNS = ["threshold", "recall", "far_pct", "tp", "fp", "tn", "fn"]
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """Confusion counts at one threshold (defect predicted when score > threshold)."""
+
+    threshold: float
+    recall: float
+    far_pct: float
+    tp: int
+    fp: int
+    tn: int
+    fn: int
+
+    @classmethod
+    def from_counts(cls, threshold: float, tp: int, fp: int, n_defect: int, n_pass: int) -> OperatingPoint:
+        return cls(threshold=float(threshold), recall=tp / n_defect, far_pct=100.0 * fp / n_pass,
+                   tp=int(tp), fp=int(fp), tn=int(n_pass - fp), fn=int(n_defect - tp))
+
+    @property
+    def precision(self) -> float:
+        """TP / (TP + FP); 0.0 when nothing is flagged (scikit-learn's zero_division default)."""
+        flagged = self.tp + self.fp
+        return self.tp / flagged if flagged else 0.0
+
+    @property
+    def f1(self) -> float:
+        denominator = 2 * self.tp + self.fp + self.fn
+        return 2 * self.tp / denominator if denominator else 0.0
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {**asdict(self), "precision": self.precision, "f1": self.f1}
+
+
+@dataclass(frozen=True)
+class ThresholdSweep:
+    """TP and FP at every candidate threshold, thresholds ascending (so TP and FP never increase)."""
+
+    thresholds: np.ndarray
+    tp: np.ndarray
+    fp: np.ndarray
+    n_defect: int
+    n_pass: int
+
+    def point(self, index: int) -> OperatingPoint:
+        return OperatingPoint.from_counts(self.thresholds[index], self.tp[index], self.fp[index],
+                                          self.n_defect, self.n_pass)
+
+    def at_recall(self, min_recall: float = KPI_RECALL) -> OperatingPoint:
+        """The highest threshold whose recall is >= ``min_recall`` (the lowest candidate always is)."""
+        if not 0.0 < min_recall <= 1.0:
+            raise ValueError(f"min_recall must be in (0, 1], got {min_recall}")
+        # Integer TP target, so 0.995 * 200 defects needs 199 TP without float round-off surprises.
+        needed = math.ceil(min_recall * self.n_defect - 1e-9)
+        return self.point(int(np.flatnonzero(self.tp >= needed)[-1]))
+
+    def best_f1(self) -> OperatingPoint:
+        """The candidate with the highest F1; among equal F1 the highest threshold (fewest alarms)."""
+        f1 = 2 * self.tp / (2 * self.tp + self.fp + (self.n_defect - self.tp))
+        return self.point(len(f1) - 1 - int(np.argmax(f1[::-1])))
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame({
+            "threshold": self.thresholds,
+            "recall": self.tp / self.n_defect,
+            "far_pct": 100.0 * self.fp / self.n_pass,
+            "tp": self.tp,
+            "fp": self.fp,
+            "tn": self.n_pass - self.fp,
+            "fn": self.n_defect - self.tp,
+        }, columns=TABLE_COLUMNS)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The KPI evaluation of one scored frame; ``write_evaluation`` writes it to disk."""
+
+    metrics: dict[str, Any]  # what metrics.json holds
+    table: pd.DataFrame  # recall-vs-FAR, one row per candidate threshold (recall_far.csv)
+    per_label: pd.DataFrame  # score range and detectability per label (per_label.csv)
+    missed_defects: pd.DataFrame  # defects not flagged at the KPI / best-F1 / deployable points (missed_defects.csv)
+    operating_point: OperatingPoint  # the KPI point (100% recall, threshold chosen on this frame)
+    deployable: OperatingPoint | None = None  # the calibration threshold applied to this frame
+
+
+# ---- inputs ----------------------------------------------------------------------------------
+def defect_mask(labels: Sequence[Any] | pd.Series | np.ndarray, source: str = "") -> np.ndarray:
+    """True for defect rows: any label other than the literal ``PASS``.
+
+    An empty label or a mis-spelt PASS would silently count as a defect, so both are InputErrors
+    naming ``source`` and the 1-based data rows.
+    """
+    series = pd.Series(labels).reset_index(drop=True)
+    name = source or "labels"
+    # Check the distinct values, not every row: a million rows have a handful of labels.
+    distinct = pd.unique(series)
+    empty = [value for value in distinct if pd.isna(value) or str(value).strip() == ""]
+    if empty:
+        raise InputError(f"{name}: empty label at {_row_listing(series.isin(empty) | series.isna())}; "
+                         f"every row needs a label ('{PASS_LABEL}' or a defect name)")
+    misspelt = [value for value in distinct if str(value) != PASS_LABEL and str(value).strip().upper() == PASS_LABEL]
+    if misspelt:
+        rows = series.isin(misspelt)
+        first = series[rows].iloc[0]
+        raise InputError(f"{name}: label {first!r} at {_row_listing(rows)} is not the literal "
+                         f"'{PASS_LABEL}'; use '{PASS_LABEL}' for good parts (any other label is a defect)")
+    return (series.astype(str) != PASS_LABEL).to_numpy(dtype=bool)
+
+
+def parse_scores(values: pd.Series, *, source: str = "", column: str = SCORE_COLUMN) -> np.ndarray:
+    """Scores as float64; empty / 'nan' cells become NaN (counted later), any other text is an InputError."""
+    series = pd.Series(values).reset_index(drop=True)
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        return series.to_numpy(dtype=np.float64)
+    numbers = pd.to_numeric(series, errors="coerce")
+    blank = series.isna() | series.astype(str).str.strip().str.lower().isin(["", "nan"])
+    bad = numbers.isna() & ~blank
+    if bad.any():
+        raise InputError(f"{source or 'scores'}: {column} {series[bad].iloc[0]!r} at {_row_listing(bad)} "
+                         f"is not a number; the column must hold the model's defect probability")
+    return numbers.to_numpy(dtype=np.float64)
+
+
+def require_both_classes(is_defect: np.ndarray, source: str = "") -> None:
+    n_defect = int(np.count_nonzero(is_defect))
+    n_pass = len(is_defect) - n_defect
+    if n_defect == 0 or n_pass == 0:
+        missing = "defect rows (every label is PASS)" if n_defect == 0 else "PASS rows"
+        raise InputError(f"{source or 'scores'}: has no {missing}; the KPI (FAR at 100% recall) needs both "
+                         f"classes ({n_pass} PASS, {n_defect} defect rows found). Use a CSV with PASS and defect rows.")
+
+
+def _row_listing(mask: pd.Series | np.ndarray) -> str:
+    rows = (np.flatnonzero(np.asarray(mask)) + 1).tolist()
+    shown = ", ".join(map(str, rows[:MAX_LISTED_ROWS]))
+    more = f" ... and {len(rows) - MAX_LISTED_ROWS} more" if len(rows) > MAX_LISTED_ROWS else ""
+    return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
+
+
+def _arrays(is_defect: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
+    is_defect = np.asarray(is_defect, dtype=bool).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    if is_defect.shape != scores.shape:
+        raise ValueError(f"is_defect has {len(is_defect)} rows but scores has {len(scores)}")
+    require_both_classes(is_defect)
+    return is_defect, scores
+
+
+# ---- the sweep and its operating points -------------------------------------------------------
+def just_below(value: float) -> float:
+    """The extra candidate under the lowest score: 1e-6 below it (relative for big values).
+
+    Far enough to survive float32 rounding when the threshold is deployed as TAO's eval_margin, and
+    with no score between it and the minimum it flags exactly the same rows as any lower value.
+    """
+    return float(value - max(1e-6, abs(value) * 1e-6))
+
+
+def threshold_sweep(is_defect: Any, scores: Any) -> ThresholdSweep:
+    """Counts at every candidate: one sort of the finite scores, then suffix sums per unique value."""
+    is_defect, scores = _arrays(is_defect, scores)
+    finite = np.isfinite(scores)
+    unscored_defect = int(np.count_nonzero(~finite & is_defect))
+    unscored_pass = int(np.count_nonzero(~finite & ~is_defect))
+    values, inverse = np.unique(scores[finite], return_inverse=True)
+    if len(values) == 0:  # nothing scored: every row is flagged at any threshold; one NaN candidate
+        return ThresholdSweep(np.array([np.nan]), np.array([unscored_defect]), np.array([unscored_pass]),
+                              unscored_defect, unscored_pass)
+    defects_at = np.bincount(inverse, weights=is_defect[finite], minlength=len(values)).astype(np.int64)
+    pass_at = np.bincount(inverse, minlength=len(values)) - defects_at
+    # Flagged at candidate values[j] = finite rows scoring above it (suffix after j) + every unscored row.
+    tp_above = defects_at[::-1].cumsum()[::-1] - defects_at
+    fp_above = pass_at[::-1].cumsum()[::-1] - pass_at
+    return ThresholdSweep(
+        thresholds=np.concatenate([[just_below(values[0])], values]),
+        tp=np.concatenate([[defects_at.sum()], tp_above]) + unscored_defect,
+        fp=np.concatenate([[pass_at.sum()], fp_above]) + unscored_pass,
+        n_defect=int(np.count_nonzero(is_defect)),
+        n_pass=int(np.count_nonzero(~is_defect)),
+    )
+
+
+def operating_point_at_recall(is_defect: Any, scores: Any, min_recall: float = KPI_RECALL) -> OperatingPoint:
+    """The highest candidate threshold with recall >= ``min_recall``; with 1.0 that is the KPI point."""
+    return threshold_sweep(is_defect, scores).at_recall(min_recall)
+
+
+def operating_point_at_threshold(is_defect: Any, scores: Any, threshold: float) -> OperatingPoint:
+    """Counts at a given threshold (e.g. one calibrated on another CSV); unscored rows are flagged."""
+    if not math.isfinite(threshold):
+        raise InputError(f"threshold must be a finite number, got {threshold}")
+    is_defect, scores = _arrays(is_defect, scores)
+    flagged = _flagged(scores, threshold)
+    return OperatingPoint.from_counts(threshold, int(np.count_nonzero(flagged & is_defect)),
+                                      int(np.count_nonzero(flagged & ~is_defect)),
+                                      int(np.count_nonzero(is_defect)), int(np.count_nonzero(~is_defect)))
+
+
+def _flagged(scores: np.ndarray, threshold: float) -> np.ndarray:
+    return ~np.isfinite(scores) | (scores > threshold)
+
+
+def recall_far_table(is_defect: Any, scores: Any) -> pd.DataFrame:
+    """One row per candidate threshold (ascending): threshold, recall, far_pct, tp, fp, tn, fn."""
+    return threshold_sweep(is_defect, scores).table()
+
+
+def auroc(is_defect: Any, scores: Any) -> float:
+    """Rank-based AUROC (Mann-Whitney U / (n_defect * n_pass)), tied scores get their average rank.
+
+    Unscored rows rank above every finite score (they are flagged at every threshold).
+    """
+    is_defect, scores = _arrays(is_defect, scores)
+    ranked = np.where(np.isfinite(scores), scores, np.inf)
+    _, inverse, counts = np.unique(ranked, return_inverse=True, return_counts=True)
+    average_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based mean rank of each tie group
+    n_defect = int(np.count_nonzero(is_defect))
+    n_pass = len(is_defect) - n_defect
+    u_statistic = average_rank[inverse][is_defect].sum() - n_defect * (n_defect + 1) / 2.0
+    return float(u_statistic / (n_defect * n_pass))
+
+
+# ---- bootstrap -----------------------------------------------------------------------------------
+def bootstrap_resamples(n_rows: int, requested: int) -> int:
+    """Resamples actually drawn: ``requested``, fewer for huge inputs (draw budget), at least the floor."""
+    if requested <= 0:
+        return 0
+    return min(requested, max(MIN_BOOTSTRAP_RESAMPLES, BOOTSTRAP_DRAW_BUDGET // max(n_rows, 1)))
+
+
+def bootstrap_far_samples(is_defect: Any, scores: Any, n: int = DEFAULT_BOOTSTRAP, seed: int = 0) -> np.ndarray:
+    """``far_pct`` at 100% recall of ``n`` stratified resamples (the operating point redone on each).
+
+    Each resample draws n_defect defect rows and n_pass PASS rows with replacement. Its operating point
+    is the highest of its candidates below its lowest drawn defect score m (unscored defects never
+    constrain it: they are always flagged), and no candidate lies between that threshold and m, so its
+    false alarms are exactly its PASS draws scoring >= m, plus unscored PASS draws. Counting those
+    with one searchsorted per resample is the operating point recomputed without building its table.
+    """
+    is_defect, scores = _arrays(is_defect, scores)
+    ranked = np.where(np.isfinite(scores), scores, np.inf)  # unscored: above every threshold
+    defect_scores = ranked[is_defect]
+    pass_sorted = np.sort(ranked[~is_defect])
+    n_defect, n_pass = len(defect_scores), len(pass_sorted)
+    rng = np.random.default_rng(seed)
+    samples = np.empty(n, dtype=np.float64)
+    per_chunk = max(1, _DRAWS_PER_CHUNK // (n_defect + n_pass))
+    for start in range(0, n, per_chunk):
+        size = min(per_chunk, n - start)
+        lowest_defect = defect_scores[rng.integers(0, n_defect, size=(size, n_defect))].min(axis=1)
+        first_flagged = np.searchsorted(pass_sorted, lowest_defect, side="left")
+        pass_draws = rng.integers(0, n_pass, size=(size, n_pass))
+        false_alarms = np.count_nonzero(pass_draws >= first_flagged[:, None], axis=1)
+        samples[start:start + size] = 100.0 * false_alarms / n_pass
+    return samples
+
+
+def bootstrap_far_interval(is_defect: Any, scores: Any, n: int = DEFAULT_BOOTSTRAP, seed: int = 0,
+                           level: float = CI_LEVEL) -> tuple[float, float]:
+    """Percentile interval of the bootstrap ``far_pct`` (seeded, so the same inputs give the same interval).
+
+    FAR at 100% recall hangs on the weakest defect, and a resample's weakest defect is never weaker than
+    the full set's, so the bootstrap distribution leans low: read the interval as sampling spread.
+    """
+    if n < 1 or not 0.0 < level < 1.0:
+        raise ValueError(f"need n >= 1 and 0 < level < 1, got n={n}, level={level}")
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(bootstrap_far_samples(is_defect, scores, n=n, seed=seed), [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+# ---- per-label, histogram, missed rows ----------------------------------------------------------
+def score_histogram(is_defect: Any, scores: Any, bins: int = HISTOGRAM_BINS) -> dict[str, Any]:
+    """Per-class counts over ``bins`` equal bins spanning [0, 1] (wider if scores fall outside)."""
+    is_defect, scores = _arrays(is_defect, scores)
+    finite = np.isfinite(scores)
+    low = min(0.0, float(scores[finite].min())) if finite.any() else 0.0
+    high = max(1.0, float(scores[finite].max())) if finite.any() else 1.0
+    edges = np.linspace(low, high, bins + 1)
+    return {
+        "edges": np.round(edges, 12).tolist(),
+        "pass": np.histogram(scores[finite & ~is_defect], bins=edges)[0].tolist(),
+        "defect": np.histogram(scores[finite & is_defect], bins=edges)[0].tolist(),
+        "unscored_pass": int(np.count_nonzero(~finite & ~is_defect)),
+        "unscored_defect": int(np.count_nonzero(~finite & is_defect)),
+    }
+
+
+def per_label_summary(labels: pd.Series, scores: np.ndarray, thresholds: dict[str, float]) -> pd.DataFrame:
+    """One row per label: count, unscored rows, score min/median/max, and per named threshold the rows
+    flagged and (defect labels) whether the label is detectable there: all its rows score above it."""
+    data = pd.DataFrame({"label": pd.Series(labels).astype(str).to_numpy(), "score": scores,
+                         "unscored": ~np.isfinite(scores)})
+    aggregations = {"count": ("score", "size"), "nan_scores": ("unscored", "sum"),
+                    "score_min": ("score", "min"), "score_median": ("score", "median"),
+                    "score_max": ("score", "max")}
+    for name, threshold in thresholds.items():
+        data[f"flagged_{name}"] = _flagged(scores, threshold)
+        aggregations[f"flagged_{name}"] = (f"flagged_{name}", "sum")
+    summary = data.groupby("label", sort=True).agg(**aggregations).reset_index()
+    summary.insert(1, "is_defect", summary["label"] != PASS_LABEL)
+    for name in thresholds:
+        detectable = (summary[f"flagged_{name}"] == summary["count"]).astype(object)
+        summary[f"detectable_{name}"] = detectable.where(summary["is_defect"], None)
+    # Defect labels first (alphabetical), PASS last.
+    return summary.sort_values(["is_defect", "label"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+
+def missed_defect_rows(frame: pd.DataFrame, is_defect: np.ndarray, scores: np.ndarray,
+                       points: dict[str, OperatingPoint]) -> pd.DataFrame:
+    """Defect rows not flagged at each named operating point, lowest score first, with their 1-based
+    data row and margin (threshold - score: how far at or below the threshold the row scored)."""
+    parts = []
+    for name, point in points.items():
+        missed = is_defect & ~_flagged(scores, point.threshold)
+        rows = frame.reset_index(drop=True)[missed].copy()
+        rows.insert(0, "operating_point", name)
+        rows.insert(1, "threshold", point.threshold)
+        rows.insert(2, "row", np.flatnonzero(missed) + 1)
+        rows.insert(3, "margin", point.threshold - scores[missed])
+        parts.append(rows.sort_values("margin", ascending=False, kind="stable"))
+    columns = ["operating_point", "threshold", "row", "margin", *frame.columns]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
+# ---- one frame -> Evaluation -------------------------------------------------------------------
+def evaluate_frame(frame: pd.DataFrame, *, score_col: str = SCORE_COLUMN, source: str = "",
+                   bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = 0,
+                   calibration_threshold: float | None = None) -> Evaluation:
+    """Evaluate an inference frame (rows with ``label`` and ``score_col``).
+
+    ``bootstrap``: resamples requested for the far_pct interval (0 = none; fewer are drawn for huge
+    frames, see ``bootstrap_resamples``). ``calibration_threshold``: a threshold calibrated elsewhere
+    (validation, 100% recall), applied unchanged here: the ``deployable`` block.
+    """
+    name = source or "inference CSV"
+    missing = [column for column in ("label", score_col) if column not in frame.columns]
+    if missing:
+        raise InputError(f"{name}: missing column(s) {missing}; the KPI needs 'label' and the model score "
+                         f"'{score_col}' (an inference CSV: input rows + {score_col})")
+    if frame.empty:
+        raise InputError(f"{name}: has no data rows; the KPI needs PASS and defect rows with scores")
+    frame = frame.reset_index(drop=True)
+    is_defect = defect_mask(frame["label"], source=name)
+    scores = parse_scores(frame[score_col], source=name, column=score_col)
+    require_both_classes(is_defect, name)
+    if not np.isfinite(scores).any():
+        raise InputError(f"{name}: no row has a finite {score_col}; re-run inference (the KPI needs scores)")
+    if calibration_threshold is not None and not math.isfinite(calibration_threshold):
+        raise InputError(f"{name}: calibration threshold must be a finite number, got {calibration_threshold}")
+
+    sweep = threshold_sweep(is_defect, scores)
+    kpi_point = sweep.at_recall(KPI_RECALL)
+    points = {"recall_100": kpi_point,
+              **{key: sweep.at_recall(recall) for key, recall in RELAXED_RECALLS.items()},
+              "best_f1": sweep.best_f1()}
+    deployable = (None if calibration_threshold is None
+                  else operating_point_at_threshold(is_defect, scores, float(calibration_threshold)))
+    missed_at = {"recall_100": kpi_point, "best_f1": points["best_f1"],
+                 **({"deployable": deployable} if deployable else {})}
+    missed = missed_defect_rows(frame, is_defect, scores, missed_at)
+    label_thresholds = {"kpi": kpi_point.threshold, **({"deployable": deployable.threshold} if deployable else {})}
+    per_label = per_label_summary(frame["label"], scores, label_thresholds)
+    resamples = bootstrap_resamples(len(frame), bootstrap)
+    interval = bootstrap_far_interval(is_defect, scores, n=resamples, seed=seed) if resamples else None
+    unscored = ~np.isfinite(scores)
+
+    metrics: dict[str, Any] = {
+        "source": name,
+        "score_column": score_col,
+        "n_rows": len(frame),
+        "n_pass": kpi_point.tn + kpi_point.fp,
+        "n_defect": kpi_point.tp + kpi_point.fn,
+        "nan_scores": int(unscored.sum()),
+        "nan_scores_pass": int((unscored & ~is_defect).sum()),
+        "nan_scores_defect": int((unscored & is_defect).sum()),
+        "far_pct": kpi_point.far_pct,
+        "threshold": kpi_point.threshold,
+        "recall": kpi_point.recall,
+        "confusion": {"tp": kpi_point.tp, "fp": kpi_point.fp, "tn": kpi_point.tn, "fn": kpi_point.fn},
+        "far_pct_ci95": list(interval) if interval else None,
+        "bootstrap_resamples": resamples,
+        "bootstrap_seed": seed,
+        "best_f1": {key: points["best_f1"].as_dict()[key] for key in ("threshold", "f1", "precision", "recall", "far_pct")},
+        "far_at_recall_99": points["recall_99"].far_pct,
+        "far_at_recall_99_5": points["recall_99_5"].far_pct,
+        "operating_points": {key: point.as_dict() for key, point in points.items()},
+        "auroc": auroc(is_defect, scores),
+        "missed_defects": {key: int((missed["operating_point"] == key).sum()) for key in missed_at},
+        "candidate_thresholds": len(sweep.thresholds),
+        "per_label": _json_records(per_label),
+        "score_histogram": score_histogram(is_defect, scores),
+    }
+    if deployable is not None:
+        metrics["deployable"] = {**deployable.as_dict(), "missed": metrics["missed_defects"]["deployable"]}
+    return Evaluation(metrics=_json_clean(metrics), table=sweep.table(), per_label=per_label,
+                      missed_defects=missed, operating_point=kpi_point, deployable=deployable)
+
+
+def _json_records(per_label: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    records = per_label.set_index("label").to_dict(orient="index")
+    return {str(label): {key: _plain(value) for key, value in record.items()} for label, record in records.items()}
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _json_clean(value: Any) -> Any:
+    """Numpy scalars to Python, NaN/inf to None: metrics.json stays strict JSON."""
+    if isinstance(value, dict):
+        return {key: _json_clean(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_clean(item) for item in value]
+    value = _plain(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_evaluation(evaluation: Evaluation, out_dir: str | Path) -> dict[str, Path]:
+    """Write metrics.json, recall_far.csv, per_label.csv, missed_defects.csv (atomically); returns the paths."""
+    out = Path(out_dir)
+    paths = {"metrics": out / METRICS_FILE, "table": out / TABLE_FILE,
+             "per_label": out / PER_LABEL_FILE, "missed_defects": out / MISSED_FILE}
+    fsutil.write_json(paths["metrics"], evaluation.metrics)
+    fsutil.write_csv(paths["table"], evaluation.table)
+    fsutil.write_csv(paths["per_label"], evaluation.per_label)
+    fsutil.write_csv(paths["missed_defects"], evaluation.missed_defects)
+    return paths
+
+
+# ---- CLI -------------------------------------------------------------------------------------------
+def read_inference_csv(path: str | Path, score_col: str = SCORE_COLUMN) -> pd.DataFrame:
+    """Read an inference CSV: every column as text (names like '007' stay as written), scores parsed later."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: inference CSV not found; check the path")
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: the CSV is empty (no header row); expected an inference CSV with "
+                         f"'label' and '{score_col}'") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot parse the CSV ({exc}); fix the malformed line") from None
+
+
+def format_summary(evaluation: Evaluation) -> str:
+    m = evaluation.metrics
+    ci = m["far_pct_ci95"]
+    ci_text = f" (95% CI {ci[0]:.2f}-{ci[1]:.2f}%, {m['bootstrap_resamples']} resamples)" if ci else ""
+    best = m["best_f1"]
+    lines = [
+        f"{m['source']}: {m['n_rows']} rows ({m['n_pass']} PASS, {m['n_defect']} defect, "
+        f"{m['nan_scores']} unscored, flagged at every threshold)",
+        f"FAR@100% recall: {m['far_pct']:.2f}% at threshold {m['threshold']:.6g}{ci_text}",
+        f"FAR@99% recall: {m['far_at_recall_99']:.2f}%   FAR@99.5% recall: {m['far_at_recall_99_5']:.2f}%   "
+        f"AUROC {m['auroc']:.4f}",
+        f"best F1 {best['f1']:.4f} at threshold {best['threshold']:.6g} (precision {best['precision']:.4f}, "
+        f"recall {best['recall']:.4f}, FAR {best['far_pct']:.2f}%)",
+    ]
+    if "deployable" in m:
+        dep = m["deployable"]
+        lines.append(f"deployable (calibrated threshold {dep['threshold']:.6g}): FAR {dep['far_pct']:.2f}% at "
+                     f"recall {dep['recall']:.4f} ({dep['missed']} defect(s) missed)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``aoideft evaluate``: FAR@100% recall and the rest of the KPI report for an inference CSV."""
+    parser = argparse.ArgumentParser(prog="aoideft evaluate", description=main.__doc__)
+    parser.add_argument("--inference", required=True, help="KPI inference CSV (input rows + score column)")
+    parser.add_argument("--calibrate-on", help="validation inference CSV: its 100%%-recall threshold is "
+                                               "applied unchanged to the KPI CSV (deployable FAR)")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, help="resamples for the 95%% CI (0: none)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--score-col", default=SCORE_COLUMN)
+    args = parser.parse_args(argv)
+    try:
+        calibration = None
+        if args.calibrate_on:
+            validation = evaluate_frame(read_inference_csv(args.calibrate_on, args.score_col),
+                                        score_col=args.score_col, source=args.calibrate_on, bootstrap=0)
+            calibration = validation.operating_point.threshold
+        evaluation = evaluate_frame(read_inference_csv(args.inference, args.score_col), score_col=args.score_col,
+                                    source=args.inference, bootstrap=args.bootstrap, seed=args.seed,
+                                    calibration_threshold=calibration)
+        paths = write_evaluation(evaluation, args.out)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(format_summary(evaluation))
+    print(f"wrote {', '.join(str(path) for path in paths.values())}")
+    return 0
