@@ -1,0 +1,210 @@
+"""Score and embed golden/test pairs with a ChangeNet-lite checkpoint.
+
+``run_inference`` writes ``inference.csv`` = the input CSV's rows and columns, unchanged, plus
+``siamese_score`` (softmax probability of the defect class). ``export_embeddings`` writes the pooled
+fused feature of every row as float32 ``[N, D]`` ``.npy`` plus ``<stem>.keys.csv`` (input_path,
+object_name, label in row order) for cosine k-NN mining. Lights, image size and extension come from the
+checkpoint's ``arch``, so a checkpoint is all inference needs besides the CSV.
+
+Also the runtime helpers the trainer shares: device choice, bf16 autocast on CUDA, CSV decoding and the
+batched forward pass.
+
+CLI: ``aoideft infer --checkpoint C --csv X --images-dir D --out O.csv`` and
+``aoideft embed --checkpoint C --csv X --images-dir D --out O.npy``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from aoideft import csvdata, fsutil, images
+from aoideft.checkpoint import build_model_from_checkpoint
+from aoideft.errors import InputError
+from aoideft.model import ChangeNetLite, ModelArch, defect_scores
+
+SCORE_COLUMN = "siamese_score"
+KEY_COLUMNS = ("input_path", "object_name", "label")
+
+
+def resolve_device(name: str | None = None) -> torch.device:
+    """``None``/``auto``: CUDA when visible (CUDA_VISIBLE_DEVICES is respected), else CPU."""
+    if name in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"device {name!r} is not a device name; use cpu, cuda or cuda:<index>.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(
+            f"device {name!r} was asked for but no CUDA device is visible (check CUDA_VISIBLE_DEVICES); "
+            "use --device cpu."
+        )
+    if device.type not in ("cpu", "cuda"):
+        raise InputError(f"device {name!r} is not supported; use cpu or cuda.")
+    return device
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA (no loss scaling needed), plain float32 on CPU."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def prepare_model(model: ChangeNetLite, device: torch.device) -> ChangeNetLite:
+    model = model.to(device)
+    if device.type == "cuda":
+        # channels_last weights make cuDNN pick NHWC kernels for the whole network.
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def decode_for_arch(
+    arch: ModelArch, csv_path: str | Path, images_dir: str | Path, *, threads: int | None = None
+) -> tuple[pd.DataFrame, images.DecodedPairs]:
+    """Validate a pairs CSV and decode all its images, in the arch's lights and size, into memory.
+
+    Returns the CSV's rows (every column, as text) and uint8 [N, L, C, H, W] golden/test tensors.
+    """
+    lights = list(arch.lights)
+    frame = csvdata.read_pairs_csv(
+        csv_path, images_dir=images_dir, lights=lights, image_ext=arch.image_ext, source=str(csv_path)
+    )
+    decoded = images.decode_pairs(
+        frame,
+        images_dir=images_dir,
+        lights=lights,
+        image_ext=arch.image_ext,
+        size=(arch.image_width, arch.image_height),
+        channels=arch.channels,
+        num_threads=threads or torch.get_num_threads(),
+        source=str(csv_path),
+    )
+    return frame, decoded
+
+
+@torch.inference_mode()
+def predict(
+    model: ChangeNetLite,
+    golden: torch.Tensor,
+    test: torch.Tensor,
+    *,
+    batch_size: int,
+    device: torch.device,
+    output: str = "logits",
+) -> torch.Tensor:
+    """Eval-mode forward in batches; ``output`` 'logits' [N, 2] or 'embedding' [N, D]; float32 on CPU."""
+    model.eval()
+    forward = model if output == "logits" else model.embed
+    width = 2 if output == "logits" else model.arch.embedding_dim
+    chunks = []
+    for start in range(0, len(golden), batch_size):
+        batch_golden = golden[start : start + batch_size].to(device, non_blocking=True)
+        batch_test = test[start : start + batch_size].to(device, non_blocking=True)
+        with autocast(device):
+            chunks.append(forward(batch_golden, batch_test).float().cpu())
+    return torch.cat(chunks) if chunks else torch.empty(0, width)
+
+
+def _load(checkpoint: str | Path, device: str | None) -> tuple[ChangeNetLite, torch.device]:
+    resolved = resolve_device(device)
+    return prepare_model(build_model_from_checkpoint(checkpoint), resolved), resolved
+
+
+def run_inference(
+    checkpoint: str | Path,
+    csv_path: str | Path,
+    images_dir: str | Path,
+    out_csv: str | Path,
+    *,
+    batch_size: int = 64,
+    device: str | None = None,
+) -> pd.DataFrame:
+    """Score every row of ``csv_path``; writes ``out_csv`` (input columns + siamese_score) atomically."""
+    model, resolved = _load(checkpoint, device)
+    rows, decoded = decode_for_arch(model.arch, csv_path, images_dir)
+    logits = predict(
+        model, decoded.golden, decoded.test, batch_size=batch_size, device=resolved
+    )
+    rows = rows.copy()
+    rows[SCORE_COLUMN] = defect_scores(logits).numpy()
+    fsutil.write_csv(out_csv, rows)
+    return rows
+
+
+def embedding_keys_path(out_npy: str | Path) -> Path:
+    """Sidecar of an embeddings file: ``emb.npy`` -> ``emb.keys.csv``."""
+    return Path(out_npy).with_suffix(".keys.csv")
+
+
+def export_embeddings(
+    checkpoint: str | Path,
+    csv_path: str | Path,
+    images_dir: str | Path,
+    out_npy: str | Path,
+    *,
+    batch_size: int = 64,
+    device: str | None = None,
+) -> np.ndarray:
+    """Write float32 [N, D] embeddings to ``out_npy`` and the row keys to ``embedding_keys_path(out_npy)``."""
+    model, resolved = _load(checkpoint, device)
+    rows, decoded = decode_for_arch(model.arch, csv_path, images_dir)
+    vectors = predict(
+        model,
+        decoded.golden,
+        decoded.test,
+        batch_size=batch_size,
+        device=resolved,
+        output="embedding",
+    ).numpy().astype(np.float32)
+    with fsutil.atomic_path(out_npy) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, vectors)
+    fsutil.write_csv(embedding_keys_path(out_npy), rows[list(KEY_COLUMNS)])
+    return vectors
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aoideft", description="Score or embed pairs with a ChangeNet-lite model.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for command, out_help in (("infer", "inference CSV to write"), ("embed", "embeddings .npy to write")):
+        sub = commands.add_parser(command)
+        sub.add_argument("--checkpoint", required=True, type=Path)
+        sub.add_argument("--csv", required=True, type=Path, help="pairs CSV (input_path, golden_path, label, ...)")
+        sub.add_argument("--images-dir", required=True, type=Path)
+        sub.add_argument("--out", required=True, type=Path, help=out_help)
+        sub.add_argument("--batch-size", type=int, default=64)
+        sub.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``infer ...`` or ``embed ...``; an InputError prints its message and exits 2."""
+    args = build_parser().parse_args(argv)
+    action = run_inference if args.command == "infer" else export_embeddings
+    try:
+        action(args.checkpoint, args.csv, args.images_dir, args.out, batch_size=args.batch_size, device=args.device)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}")
+    return 0
+
+
+def infer_main(argv: Sequence[str]) -> int:
+    """``aoideft infer ARGS``: ``argv`` are the arguments after the subcommand."""
+    return main(["infer", *argv])
+
+
+def embed_main(argv: Sequence[str]) -> int:
+    """``aoideft embed ARGS``: ``argv`` are the arguments after the subcommand."""
+    return main(["embed", *argv])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,464 @@
+"""Train ChangeNet-lite from a TAO Visual ChangeNet classify spec: a plain, explicit loop.
+
+One job: decode the train and validation CSVs once into memory, then for each epoch draw the
+``fpratio_sampling`` weighted sample, train on augmented batches, validate every epoch and write
+
+``results_dir/``
+    ``model_epoch_<EEE>_step_<SSS>.pth``  every ``checkpoint_interval`` epochs and at the last epoch
+    ``best_val.pth``   lowest validation FAR at 100% recall (ties: lower val_loss)
+    ``latest.pth``     the last epoch
+    ``metrics.jsonl``  one object per epoch
+    ``train_summary.json``
+
+Schedules (``train.optim.policy``): ``linear`` scales the LR by ``1 - step / total_steps`` before each
+optimiser step, reaching 0 at the end of the run; ``step`` multiplies it by 0.1 from epoch
+``ceil(2/3 * num_epochs)`` (0-based) on, e.g. epochs 7-9 of 10.
+
+Validation runs every epoch (``validation_interval`` is not used): it costs a fraction of a training
+epoch and ``best_val.pth`` and collapse detection need the whole curve.
+
+CLI: ``aoideft train --spec SPEC --results-dir DIR [--pretrained CKPT] [--set key=value ...]
+[--device cpu|cuda] [--threads N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import re
+import sys
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from aoideft import fsutil, kpi, spec as spec_module
+from aoideft.augment import augment_pairs
+from aoideft.checkpoint import checkpoint_name, load_pretrained_weights, save_checkpoint
+from aoideft.errors import InputError
+from aoideft.inference import autocast, decode_for_arch, predict, prepare_model, resolve_device
+from aoideft.model import ChangeNetLite, ModelArch, defect_scores
+from aoideft.spec import AugmentationSettings, TrainSettings
+
+STEP_POLICY_FACTOR = 0.1
+_EXPONENT_FLOAT = re.compile(r"[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Embedded-trainer options outside the TAO spec."""
+
+    device: str | None = None  # cpu | cuda | None (CUDA when visible)
+    threads: int | None = None  # torch CPU threads; None: SLURM_CPUS_PER_TASK or os.cpu_count()
+    base_width: int = 16  # backbone widths w/2w/4w/8w
+    light_stacking: str = "spec"  # spec (TAO concat_type) | channels
+    verbose: bool = True  # one progress line per epoch on stdout
+
+    @classmethod
+    def from_dict(cls, options: dict[str, Any] | None) -> TrainOptions:
+        options = dict(options or {})
+        known = {field.name for field in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise InputError(f"unknown trainer options {unknown}; known options are {sorted(known)}.")
+        return cls(**options)
+
+
+@dataclass(frozen=True)
+class PairTensors:
+    """A decoded CSV in memory: uint8 [N, L, C, H, W] golden/test, int64 labels (1 = defect)."""
+
+    golden: torch.Tensor
+    test: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to(self, device: torch.device) -> PairTensors:
+        return PairTensors(self.golden.to(device), self.test.to(device), self.labels.to(device))
+
+
+def default_threads() -> int:
+    return int(os.environ.get("SLURM_CPUS_PER_TASK") or os.cpu_count() or 1)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def arch_from_settings(settings: TrainSettings, options: TrainOptions) -> ModelArch:
+    augmentation = settings.augmentation
+    return ModelArch(
+        lights=tuple(settings.lights),
+        image_ext=settings.image_ext,
+        image_width=int(settings.image_width),
+        image_height=int(settings.image_height),
+        light_stacking=options.light_stacking,
+        concat_type=settings.concat_type,
+        grid=(int(settings.grid_x), int(settings.grid_y)),
+        base_width=int(options.base_width),
+        difference_module=settings.difference_module,
+        learnable_difference_modules=int(settings.learnable_difference_modules),
+        embed_dec=int(settings.embed_dec),
+        rgb_mean=tuple(float(value) for value in augmentation.rgb_mean),
+        rgb_std=tuple(float(value) for value in augmentation.rgb_std),
+    )
+
+
+def load_pairs(
+    csv_path: str | None, images_dir: str | None, arch: ModelArch, threads: int, split: str
+) -> PairTensors:
+    """Decode the ``split`` ('train' or 'validation') CSV into memory; both classes must be present."""
+    if not csv_path or not images_dir:
+        raise InputError(
+            f"spec keys dataset.classify.{split}_dataset.csv_path and .images_dir must both be set to train."
+        )
+    _, decoded = decode_for_arch(arch, csv_path, images_dir, threads=threads)
+    labels = decoded.labels
+    num_defects = int(labels.sum())
+    if num_defects == 0 or num_defects == len(labels):
+        missing = "defect (non-PASS)" if num_defects == 0 else "PASS"
+        raise InputError(
+            f"{split} CSV {csv_path} has no {missing} rows; training and validation need both PASS and "
+            "defect rows."
+        )
+    return PairTensors(decoded.golden, decoded.test, labels)
+
+
+def sampler_weights(is_defect: np.ndarray, fpratio_sampling: float | None) -> np.ndarray:
+    """TAO's weights: PASS rows 1, defect rows (num_pass / num_fail) x fpratio_sampling.
+
+    ``fpratio_sampling`` unset or 0 means no re-weighting (every row 1).
+    """
+    is_defect = np.asarray(is_defect, dtype=bool)
+    weights = np.ones(len(is_defect), dtype=np.float64)
+    num_fail = int(is_defect.sum())
+    if fpratio_sampling and num_fail:
+        weights[is_defect] = (len(is_defect) - num_fail) / num_fail * float(fpratio_sampling)
+    return weights
+
+
+def epoch_indices(weights: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+    """``len(weights)`` row indices drawn with replacement, proportional to ``weights``."""
+    return torch.multinomial(torch.as_tensor(weights), len(weights), replacement=True, generator=generator)
+
+
+def batch_bounds(num_samples: int, batch_size: int) -> list[tuple[int, int]]:
+    """[start, end) of each batch; a last batch of a single pair is dropped (BatchNorm needs two)."""
+    bounds = [(start, min(start + batch_size, num_samples)) for start in range(0, num_samples, batch_size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds.pop()
+    return bounds
+
+
+def lr_factor(policy: str, num_epochs: int, steps_per_epoch: int) -> Callable[[int], float]:
+    """LR multiplier as a function of the number of optimiser steps already taken."""
+    if policy == "linear":
+        total_steps = num_epochs * steps_per_epoch
+        return lambda step: max(0.0, 1.0 - step / total_steps)
+    if policy == "step":
+        milestone = math.ceil(2 * num_epochs / 3)
+        return lambda step: STEP_POLICY_FACTOR if step // steps_per_epoch >= milestone else 1.0
+    raise InputError(f"train.optim.policy must be 'linear' or 'step', got {policy!r}.")
+
+
+def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    if settings.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
+        )
+    raise InputError(f"train.optim.optim must be 'adamw' or 'sgd', got {settings.optimizer!r}.")
+
+
+def train_one_epoch(
+    model: ChangeNetLite,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    data: PairTensors,
+    indices: torch.Tensor,
+    *,
+    batch_size: int,
+    augmentation: AugmentationSettings,
+    generator: torch.Generator,
+    device: torch.device,
+) -> dict[str, float]:
+    model.train()
+    loss_sum, correct, seen, lr = 0.0, 0, 0, optimizer.param_groups[0]["lr"]
+    for start, end in batch_bounds(len(indices), batch_size):
+        rows = indices[start:end].to(data.labels.device)
+        golden = data.golden[rows].to(device, non_blocking=True).float().div_(255.0)
+        test = data.test[rows].to(device, non_blocking=True).float().div_(255.0)
+        target = data.labels[rows].to(device, non_blocking=True)
+        golden, test = augment_pairs(golden, test, augmentation, generator)
+        with autocast(device):
+            logits = model(golden, test)
+        loss = criterion(logits.float(), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        lr = optimizer.param_groups[0]["lr"]
+        optimizer.step()
+        scheduler.step()
+        loss_sum += loss.item() * len(rows)
+        correct += int((logits.argmax(dim=1) == target).sum())
+        seen += len(rows)
+    return {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1), "lr": lr, "pairs": seen}
+
+
+def evaluate(
+    model: ChangeNetLite, criterion: nn.Module, data: PairTensors, *, batch_size: int, device: torch.device
+) -> dict[str, Any]:
+    logits = predict(model, data.golden, data.test, batch_size=batch_size, device=device)
+    labels = data.labels.cpu()
+    predicted = logits.argmax(dim=1)
+    is_defect = labels.numpy().astype(bool)
+    point = kpi.operating_point_at_recall(is_defect, defect_scores(logits).numpy(), min_recall=1.0)
+    num_defect_predictions = int(predicted.sum())
+    return {
+        "val_loss": float(criterion(logits.to(device), labels.to(device)).item()),
+        "val_accuracy": float((predicted == labels).float().mean()),
+        "val_far_pct": float(point.far_pct),
+        "val_threshold": float(point.threshold),
+        "val_pred_counts": {"PASS": len(labels) - num_defect_predictions, "NO_PASS": num_defect_predictions},
+    }
+
+
+def progress_line(metrics: dict[str, Any], num_epochs: int) -> str:
+    counts = metrics["val_pred_counts"]
+    return (
+        f"epoch {metrics['epoch'] + 1}/{num_epochs} loss {metrics['loss']:.3f} acc {metrics['accuracy']:.2f} "
+        f"val_loss {metrics['val_loss']:.3f} val_FAR@100%R {metrics['val_far_pct']:.1f}% "
+        f"pred PASS/NO_PASS {counts['PASS']}/{counts['NO_PASS']} lr {metrics['lr']:.1e} {metrics['seconds']:.1f}s"
+    )
+
+
+def is_better(candidate: dict[str, Any], best: dict[str, Any] | None) -> bool:
+    """Lower validation FAR@100% recall wins; ties go to the lower val_loss, then the earlier epoch."""
+    if best is None:
+        return True
+    return (candidate["val_far_pct"], candidate["val_loss"]) < (best["val_far_pct"], best["val_loss"])
+
+
+def train(
+    settings: TrainSettings,
+    results_dir: str | Path,
+    *,
+    pretrained: str | Path | None = None,
+    options: TrainOptions | dict[str, Any] | None = None,
+    spec_notes: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Train from ``spec.TrainSettings``; writes checkpoints and metrics to ``results_dir``; returns the summary.
+
+    ``spec_notes`` (what the spec asked for that the embedded trainer does not do) go into the summary.
+    """
+    started = time.perf_counter()
+    options = options if isinstance(options, TrainOptions) else TrainOptions.from_dict(options)
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(options.device)
+    threads = int(options.threads or default_threads())
+    torch.set_num_threads(threads)
+    # TAO's seed -1 means "not seeded": draw one, and record it in the summary so the run can be repeated.
+    seed = settings.seed if settings.seed >= 0 else random.SystemRandom().randrange(2**31)
+    seed_everything(seed)
+
+    arch = arch_from_settings(settings, options)
+    decode_started = time.perf_counter()
+    train_data = load_pairs(settings.train_csv, settings.train_images_dir, arch, threads, "train").to(device)
+    val_data = load_pairs(settings.val_csv, settings.val_images_dir, arch, threads, "validation").to(device)
+    decode_seconds = time.perf_counter() - decode_started
+
+    model = ChangeNetLite(arch)
+    pretrained = pretrained or settings.pretrained_model_path
+    if pretrained:
+        load_pretrained_weights(model, pretrained)
+    model = prepare_model(model, device)
+
+    criterion = nn.CrossEntropyLoss(weight=torch.tensor(settings.cls_weight, dtype=torch.float32, device=device))
+    optimizer = make_optimizer(model, settings)
+    steps_per_epoch = len(batch_bounds(len(train_data), settings.batch_size))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_factor(settings.policy, settings.num_epochs, steps_per_epoch)
+    )
+    weights = sampler_weights(train_data.labels.cpu().numpy().astype(bool), settings.fpratio_sampling)
+    sampler_generator = torch.Generator().manual_seed(seed)
+    augment_generator = torch.Generator().manual_seed(seed + 1)
+
+    history: list[dict[str, Any]] = []
+    epoch_checkpoints: list[str] = []
+    best: dict[str, Any] | None = None
+    step, train_seconds, train_pairs = 0, 0.0, 0
+    for epoch in range(settings.num_epochs):
+        epoch_started = time.perf_counter()
+        indices = epoch_indices(weights, sampler_generator)
+        trained = train_one_epoch(
+            model,
+            criterion,
+            optimizer,
+            scheduler,
+            train_data,
+            indices,
+            batch_size=settings.batch_size,
+            augmentation=settings.augmentation,
+            generator=augment_generator,
+            device=device,
+        )
+        train_seconds += time.perf_counter() - epoch_started
+        train_pairs += trained["pairs"]
+        step += steps_per_epoch
+        validated = evaluate(model, criterion, val_data, batch_size=max(settings.batch_size, 64), device=device)
+        metrics = {
+            "epoch": epoch,
+            "step": step,
+            "loss": trained["loss"],
+            "accuracy": trained["accuracy"],
+            "lr": trained["lr"],
+            **validated,
+            "seconds": time.perf_counter() - epoch_started,
+        }
+        history.append(metrics)
+        _write_epoch_outputs(results_dir, model, metrics, history, settings, epoch_checkpoints)
+        if is_better(metrics, best):
+            best = metrics
+            save_checkpoint(results_dir / "best_val.pth", model, epoch=epoch, step=step, metrics=metrics)
+        if options.verbose:
+            print(progress_line(metrics, settings.num_epochs), flush=True)
+
+    summary = {
+        "best_epoch": best["epoch"],
+        "best_val_far_pct": best["val_far_pct"],
+        "best_val_loss": best["val_loss"],
+        "best_val_threshold": best["val_threshold"],
+        "final": history[-1],
+        "epochs_run": len(history),
+        "checkpoints": {"best_val": "best_val.pth", "latest": "latest.pth", "epochs": epoch_checkpoints},
+        "collapsed": min(best["val_pred_counts"].values()) == 0,
+        "device": str(device),
+        "threads": threads,
+        "seed": seed,
+        "pretrained": str(pretrained) if pretrained else None,
+        "num_train_pairs": len(train_data),
+        "num_val_pairs": len(val_data),
+        "decode_seconds": decode_seconds,
+        "seconds": time.perf_counter() - started,
+        "pairs_per_second": train_pairs / train_seconds if train_seconds > 0 else None,
+        "spec_notes": list(spec_notes),
+    }
+    fsutil.write_json(results_dir / "train_summary.json", summary)
+    return summary
+
+
+def _write_epoch_outputs(
+    results_dir: Path,
+    model: ChangeNetLite,
+    metrics: dict[str, Any],
+    history: list[dict[str, Any]],
+    settings: TrainSettings,
+    epoch_checkpoints: list[str],
+) -> None:
+    epoch, step = metrics["epoch"], metrics["step"]
+    interval = settings.checkpoint_interval or 0
+    if epoch == settings.num_epochs - 1 or (interval >= 1 and (epoch + 1) % interval == 0):
+        name = checkpoint_name(epoch, step)
+        save_checkpoint(results_dir / name, model, epoch=epoch, step=step, metrics=metrics)
+        epoch_checkpoints.append(name)
+    save_checkpoint(results_dir / "latest.pth", model, epoch=epoch, step=step, metrics=metrics)
+    fsutil.write_text(results_dir / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
+
+
+def train_from_spec(
+    spec: dict[str, Any],
+    results_dir: str | Path,
+    *,
+    spec_base_dir: str | Path | None = None,
+    pretrained: str | Path | None = None,
+    options: TrainOptions | dict[str, Any] | None = None,
+    source: str = "spec",
+) -> dict[str, Any]:
+    """Train from a spec dict (relative paths resolve against ``spec_base_dir``); returns the summary."""
+    options = options if isinstance(options, TrainOptions) else TrainOptions.from_dict(options)
+    notes = spec_module.validate_spec(spec, source)
+    if options.verbose:
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+    settings = spec_module.train_settings(spec, base_dir=spec_base_dir, source=source)
+    return train(settings, results_dir, pretrained=pretrained, options=options, spec_notes=notes)
+
+
+def apply_overrides(spec: dict[str, Any], assignments: Sequence[str]) -> None:
+    """``key=value`` pairs (dotted keys, YAML values) set into ``spec`` in place."""
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep or not key:
+            raise InputError(f"--set {assignment!r} must look like dotted.key=value, e.g. train.optim.lr=0.001.")
+        spec_module.set_dotted(spec, key.strip(), parse_override_value(value))
+
+
+def parse_override_value(text: str) -> Any:
+    """A YAML scalar/list; ``1e-3`` is a float, as in spec files (YAML 1.1 alone would keep it a string)."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+        return float(value)
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aoideft train", description="Train ChangeNet-lite from a TAO classify spec.")
+    parser.add_argument("--spec", required=True, type=Path, help="TAO visual_changenet classify spec (YAML)")
+    parser.add_argument("--results-dir", required=True, type=Path)
+    parser.add_argument("--pretrained", type=Path, default=None, help="warm-start checkpoint (weights only)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: SLURM_CPUS_PER_TASK or all)")
+    parser.add_argument("--base-width", type=int, default=TrainOptions.base_width)
+    parser.add_argument("--light-stacking", choices=("spec", "channels"), default=TrainOptions.light_stacking)
+    parser.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        spec = spec_module.load_spec(args.spec)
+        apply_overrides(spec, args.overrides)
+        options = TrainOptions(
+            device=args.device,
+            threads=args.threads,
+            base_width=args.base_width,
+            light_stacking=args.light_stacking,
+            verbose=not args.quiet,
+        )
+        summary = train_from_spec(
+            spec,
+            args.results_dir,
+            spec_base_dir=args.spec.parent,
+            pretrained=args.pretrained,
+            options=options,
+            source=str(args.spec),
+        )
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"best epoch {summary['best_epoch'] + 1}/{summary['epochs_run']} "
+        f"val_FAR@100%R {summary['best_val_far_pct']:.1f}% "
+        f"({summary['pairs_per_second']:.0f} pairs/s on {summary['device']}); wrote {args.results_dir}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
