@@ -1,0 +1,274 @@
+"""Mining: pull mining-pool rows that look like the weak KPI rows (cosine k-NN on model embeddings).
+
+TAO embeds targets and pool with SigLIP and keeps, per target, the top 5 pool rows with cosine
+similarity >= 0.9, de-duplicated across targets and across iterations (``mining_history.json``).
+We embed with the current ChangeNet-lite model instead, so the similarity floor is a parameter
+(its scale differs from SigLIP's). The k-NN is chunked over queries and pool, so a 1,000,000 x 256
+pool (an ``np.memmap`` is fine) needs memory for one chunk of similarities only.
+
+Row identity is the row key (``input_path/object_name``) as written in the pool CSV; exclusion and
+history keys must use the same convention (the raw CSV paths, before any ``pool/`` prefix).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Collection
+
+import numpy as np
+import pandas as pd
+
+from aoideft import csvdata, fsutil
+from aoideft.errors import InputError
+
+YIELD_DROP_WARN_FRACTION = 0.5  # warn when this iteration mines < 50% of the previous one
+MINED_FILE = "mined_rows.csv"
+SUMMARY_FILE = "mining_summary.json"
+RESULT_COLUMNS = ("similarity", "target_key", "target_label")
+
+
+@dataclass(frozen=True)
+class MiningResult:
+    rows: pd.DataFrame  # pool rows + similarity, target_key, target_label; best similarity first
+    warnings: list[str]
+    hard_stop: bool  # this iteration mined nothing (the workflow stops if SDG added nothing either)
+    reason: str | None
+    stats: dict
+    iteration: int | None = None
+
+    def summary(self) -> dict:
+        return {"iteration": self.iteration, "mined": len(self.rows), "hard_stop": self.hard_stop,
+                "reason": self.reason, "warnings": self.warnings, "stats": self.stats}
+
+
+def _normalised(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (float32); all-zero rows stay zero (similarity 0 to everything)."""
+    array = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    return array / np.maximum(norms, np.float32(1e-12))
+
+
+def cosine_topk(
+    queries: np.ndarray,
+    pool: np.ndarray,
+    k: int,
+    batch_size: int = 8192,
+    *,
+    valid: np.ndarray | None = None,
+    query_batch_size: int = 256,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` pool rows by cosine similarity for every query: (indices, sims), best first.
+
+    Shapes (Q, min(k, n_valid)). ``valid`` (bool per pool row) masks rows out without copying the
+    pool. The pool is read once, chunk by chunk; memory is one (query_batch_size x batch_size)
+    float32 block, one normalised pool chunk and the running (Q x k) top-k.
+    """
+    queries = np.asarray(queries)
+    if queries.ndim != 2 or pool.ndim != 2 or queries.shape[1] != pool.shape[1]:
+        raise ValueError(f"embeddings must be 2-D with equal widths, got {queries.shape} and {pool.shape}")
+    if not np.isfinite(queries).all():
+        raise ValueError("query embeddings contain NaN or inf")
+    valid = np.ones(pool.shape[0], bool) if valid is None else np.asarray(valid, bool)
+    k = int(min(k, valid.sum()))
+    n_queries = queries.shape[0]
+    best_idx = np.full((n_queries, max(k, 0)), -1, np.int64)
+    best_sim = np.full((n_queries, max(k, 0)), -np.inf, np.float32)
+    if k <= 0 or n_queries == 0:
+        return best_idx, best_sim
+    normalised_queries = _normalised(queries)
+    for p0 in range(0, pool.shape[0], batch_size):
+        chunk_valid = valid[p0 : p0 + batch_size]
+        if not chunk_valid.any():
+            continue
+        chunk = np.asarray(pool[p0 : p0 + batch_size])
+        if not np.isfinite(chunk).all():
+            raise ValueError(f"pool embeddings rows {p0}..{p0 + len(chunk) - 1} contain NaN or inf")
+        chunk = _normalised(chunk).T
+        for q0 in range(0, n_queries, query_batch_size):
+            rows = slice(q0, q0 + query_batch_size)
+            sims = normalised_queries[rows] @ chunk
+            sims[:, ~chunk_valid] = -np.inf
+            chunk_idx, chunk_sim = _keep_top(np.broadcast_to(np.arange(p0, p0 + len(chunk_valid)), sims.shape), sims, k)
+            best_idx[rows], best_sim[rows] = _keep_top(
+                np.hstack([best_idx[rows], chunk_idx]), np.hstack([best_sim[rows], chunk_sim]), k)
+    order = np.lexsort((best_idx, -best_sim), axis=1)  # best first, ties by pool index
+    return np.take_along_axis(best_idx, order, axis=1), np.take_along_axis(best_sim, order, axis=1)
+
+
+def _keep_top(indices: np.ndarray, sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    if sims.shape[1] <= k:
+        return indices, sims
+    part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    return np.take_along_axis(indices, part, axis=1), np.take_along_axis(sims, part, axis=1)
+
+
+def mine(
+    targets: pd.DataFrame,
+    target_emb: np.ndarray,
+    pool: pd.DataFrame,
+    pool_emb: np.ndarray,
+    *,
+    top_k_per_target: int = 5,
+    min_similarity: float = 0.9,
+    history: dict | None = None,
+    exclude_keys: Collection[str] = frozenset(),
+    label_aware: bool = False,
+    history_aware: bool = True,
+    iteration: int | None = None,
+    batch_size: int = 8192,
+) -> MiningResult:
+    """Mine pool rows for the weak ``targets`` (one embedding row per target row, same order).
+
+    Targets repeated per light are de-duplicated by row key (first embedding kept). ``history``
+    ({iteration: [keys]}) entries of ``iteration`` or later are ignored, so re-running an iteration
+    recomputes it instead of excluding its own rows.
+    """
+    if len(targets) != len(target_emb) or len(pool) != len(pool_emb):
+        raise ValueError(f"embeddings do not match their frames: {len(targets)} targets vs {len(target_emb)} "
+                         f"embeddings, {len(pool)} pool rows vs {len(pool_emb)} embeddings")
+    if top_k_per_target < 1:
+        raise InputError(f"mining top_k_per_target must be >= 1, got {top_k_per_target}.")
+    history = _past_history(history or {}, iteration)
+    target_keys = _keys(targets)
+    first = ~target_keys.duplicated().to_numpy()
+    targets, target_keys = targets[first].reset_index(drop=True), target_keys[first].reset_index(drop=True)
+    target_emb = np.asarray(target_emb)[first]
+    pool = pool.reset_index(drop=True)
+    pool_keys = _keys(pool)
+    excluded = _is_in(pool_keys, exclude_keys)
+    mined_before = _is_in(pool_keys, [key for keys in history.values() for key in keys] if history_aware else [])
+    eligible = ~excluded & ~mined_before
+
+    warnings: list[str] = []
+    candidates = []  # (target position, pool index, similarity)
+    groups = targets.groupby("label", sort=True).groups if label_aware else {None: targets.index}
+    for label, members in groups.items():
+        members = np.asarray(members)
+        valid = eligible
+        if label_aware:
+            of_label = (pool["label"] == label).to_numpy()
+            if not of_label.any():
+                warnings.append(f"target label {label}: the mining pool has no rows of this label ({len(members)} target(s) unserved).")
+                continue
+            valid = eligible & of_label
+            if not valid.any():
+                warnings.append(f"target label {label}: all {int(of_label.sum())} pool rows of this label were mined before or are excluded.")
+                continue
+        idx, sims = cosine_topk(target_emb[members], pool_emb, top_k_per_target, batch_size, valid=valid)
+        for row, member in enumerate(members):
+            candidates.extend((int(member), int(i), float(s)) for i, s in zip(idx[row], sims[row]))
+
+    chosen = _best_per_pool_row([c for c in candidates if c[2] >= min_similarity])
+    rows = pool.iloc[[c[1] for c in chosen]].reset_index(drop=True)
+    rows["similarity"] = [c[2] for c in chosen]
+    rows["target_key"] = [target_keys.iloc[c[0]] for c in chosen]
+    rows["target_label"] = [targets["label"].iloc[c[0]] for c in chosen]
+
+    previous_yield = _previous_yield(history)
+    if previous_yield and len(rows) < YIELD_DROP_WARN_FRACTION * previous_yield:
+        warnings.append(f"mining yield dropped to {len(rows)} row(s) from {previous_yield} in the previous iteration (> 50% drop).")
+    above_floor = sum(c[2] >= min_similarity for c in candidates)
+    reason = None
+    if rows.empty:
+        reason = _nothing_mined_reason(len(targets), int(eligible.sum()), len(candidates), min_similarity)
+    stats = {
+        "targets": len(targets), "pool_rows": len(pool), "excluded_rows": int(excluded.sum()),
+        "mined_before_rows": int((mined_before & ~excluded).sum()), "eligible_rows": int(eligible.sum()),
+        "candidates": len(candidates), "above_floor": int(above_floor),
+        "duplicates_dropped": int(above_floor - len(rows)), "mined": len(rows),
+        "previous_yield": previous_yield,
+        "per_target_label": {str(k): int(v) for k, v in rows["target_label"].value_counts().sort_index().items()},
+        "similarity": _describe(rows["similarity"]),
+        "top_k_per_target": top_k_per_target, "min_similarity": min_similarity,
+        "label_aware": label_aware, "history_aware": history_aware,
+    }
+    return MiningResult(rows, warnings, rows.empty, reason, stats, iteration)
+
+
+def rows_keys(rows: pd.DataFrame) -> list[str]:
+    return _keys(rows).tolist()
+
+
+def _keys(frame: pd.DataFrame) -> pd.Series:
+    return frame["row_key"].astype(str) if "row_key" in frame.columns else csvdata.row_key(frame)
+
+
+def _is_in(keys: pd.Series, members: Collection[str]) -> np.ndarray:
+    return keys.isin(set(members)).to_numpy()
+
+
+def _best_per_pool_row(candidates: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
+    """One candidate per pool row, its best similarity (ties: earlier target); best first overall."""
+    ordered = sorted(candidates, key=lambda c: (-c[2], c[0], c[1]))
+    seen: set[int] = set()
+    chosen = []
+    for candidate in ordered:
+        if candidate[1] not in seen:
+            seen.add(candidate[1])
+            chosen.append(candidate)
+    return chosen
+
+
+def _nothing_mined_reason(targets: int, eligible: int, candidates: int, floor: float) -> str:
+    if targets == 0:
+        return "no weak rows were routed to mining"
+    if eligible == 0:
+        return "every pool row was mined in an earlier iteration or is excluded (validation/KPI)"
+    if candidates == 0:
+        return "no pool row of the targets' labels is left to mine"
+    return f"no pool row reaches the similarity floor {floor}"
+
+
+def _past_history(history: dict, iteration: int | None) -> dict[str, list[str]]:
+    normalised = {str(k): list(v) for k, v in history.items()}
+    if iteration is None:
+        return normalised
+    return {k: v for k, v in normalised.items() if int(k) < iteration}
+
+
+def _previous_yield(history: dict[str, list[str]]) -> int | None:
+    if not history:
+        return None
+    return len(history[max(history, key=int)])
+
+
+def _describe(values: pd.Series) -> dict:
+    if values.empty:
+        return {"min": None, "mean": None, "max": None}
+    return {"min": float(values.min()), "mean": float(values.mean()), "max": float(values.max())}
+
+
+def read_history(path: str | Path) -> dict[str, list[str]]:
+    """``mining_history.json`` as {"<iteration>": [row keys]}; {} when the file does not exist yet."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        data = fsutil.read_json(path)
+    except json.JSONDecodeError as error:
+        raise InputError(f"{path} is not valid JSON ({error}); delete it to restart mining history.") from error
+    if not isinstance(data, dict) or not all(str(k).isdigit() and isinstance(v, list) for k, v in data.items()):
+        raise InputError(f"{path} must map iteration numbers to lists of row keys; delete it to restart mining history.")
+    return {str(k): [str(key) for key in v] for k, v in data.items()}
+
+
+def updated_history(history: dict, iteration: int, keys: Collection[str]) -> dict[str, list[str]]:
+    """A new history with ``iteration``'s entry set to ``keys`` (replaced, so re-runs are idempotent)."""
+    new = {str(k): list(v) for k, v in history.items()}
+    new[str(iteration)] = sorted(set(keys))
+    return dict(sorted(new.items(), key=lambda item: int(item[0])))
+
+
+def write_mining(
+    result: MiningResult, out_dir: str | Path, history_path: str | Path, *, history: dict, iteration: int | None = None
+) -> None:
+    """``mined_rows.csv``, ``mining_summary.json`` and ``history_path`` = ``history`` + this iteration's keys."""
+    iteration = result.iteration if iteration is None else iteration
+    if iteration is None:
+        raise ValueError("write_mining needs the iteration number (iteration=<N>) to update the history")
+    out = Path(out_dir)
+    fsutil.write_csv(out / MINED_FILE, result.rows)
+    fsutil.write_json(out / SUMMARY_FILE, {**result.summary(), "iteration": iteration})
+    fsutil.write_json(history_path, updated_history(history, iteration, rows_keys(result.rows)))
