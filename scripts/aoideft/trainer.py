@@ -218,6 +218,32 @@ def train_one_epoch(
     return {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1), "lr": lr, "pairs": seen}
 
 
+def recalibrate_batchnorm(
+    model: ChangeNetLite, data: PairTensors, *, batch_size: int, device: torch.device, max_batches: int = 32
+) -> None:
+    """Recompute BatchNorm running statistics for the current weights from un-augmented training pairs.
+
+    BatchNorm's running averages (momentum 0.1) lag the weights; on a few hundred AOI pairs a short run
+    validated in eval mode then looked collapsed (all PASS) although its training loss had converged.
+    A cumulative average over up to ``max_batches`` batches makes eval mode match the trained weights.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for module in norms:
+        module.reset_running_stats()
+        module.momentum = None  # cumulative average of the batches below
+    model.train()
+    with torch.no_grad():
+        for start, end in batch_bounds(min(len(data), batch_size * max_batches), batch_size):
+            golden = data.golden[start:end].to(device, non_blocking=True).float().div_(255.0)
+            test = data.test[start:end].to(device, non_blocking=True).float().div_(255.0)
+            with autocast(device):
+                model(golden, test)
+    for module, momentum in zip(norms, momenta):
+        module.momentum = momentum
+    model.eval()
+
+
 def evaluate(
     model: ChangeNetLite, criterion: nn.Module, data: PairTensors, *, batch_size: int, device: torch.device
 ) -> dict[str, Any]:
@@ -319,6 +345,7 @@ def train(
         train_seconds += time.perf_counter() - epoch_started
         train_pairs += trained["pairs"]
         step += steps_per_epoch
+        recalibrate_batchnorm(model, train_data, batch_size=settings.batch_size, device=device)
         validated = evaluate(model, criterion, val_data, batch_size=max(settings.batch_size, 64), device=device)
         metrics = {
             "epoch": epoch,

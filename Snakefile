@@ -1,0 +1,48 @@
+# AOI three-phase training pipeline: Phase 1 AutoML -> pre-seeded DEFT loop -> Phase 3 AutoML.
+# Each concern lives in one rules/*.smk file; the logic lives in the importable package
+# scripts/aoideft and the rule scripts under scripts/ stay thin.
+#
+#   snakemake -n final_automl/best.pth              pre-flight + plan
+#   snakemake --profile profiles/local              run everything locally
+#   snakemake --profile slurm final_automl/best.pth run on a SLURM cluster (make install-profiles)
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+include: "rules/common.smk"
+include: "rules/preflight.smk"
+include: "rules/automl.smk"
+include: "rules/handoff.smk"
+include: "rules/deft.smk"
+include: "rules/final.smk"
+
+
+rule all:
+    input:
+        "final_automl/best.pth",
+        "best_model.json",
+        "DEFT_Loop_Report.html",
+    default_target: True
+
+
+# Bookkeeping runs where Snakemake runs; only model jobs (train, infer, embed) go to the cluster.
+localrules:
+    all,
+    workspace_ready,
+    preflight,
+    automl_suggest,
+    automl_select,
+    preseed_deft,
+    deft_evaluate,
+    deft_rca,
+    deft_decide,
+    deft_route,
+    deft_sdg,
+    deft_mine,
+    deft_assemble,
+    deft_validate,
+    deft_finish,
+    pick_best,
+    deft_report,

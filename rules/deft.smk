@@ -1,0 +1,187 @@
+# Phase 2: the DEFT loop. Iteration n = routing -> SDG -> mining -> assemble -> validate (gate)
+# -> plain retrain warm-started from the previous best -> inference -> evaluate -> RCA -> decision.
+# Only the two per-iteration decisions are checkpoints (deft_validate, deft_decide); everything
+# else is an ordinary rule keyed by the iteration.
+
+
+def checkpoint_manifest(it):
+    """The JSON that names an iteration's best-validation and latest checkpoints."""
+    if it == "baseline":
+        return "baseline/train/handoff.json"
+    if it == "final_automl":
+        return "final_automl/best_rec.json"
+    return f"{it}/train/train_summary.json"
+
+
+rule deft_infer:
+    # Both the best-validation and the latest checkpoint, on the KPI and the validation CSVs.
+    input:
+        manifest=lambda w: checkpoint_manifest(w.it),
+    output:
+        summary="{it}/inference/inference_summary.json",
+    log:
+        "logs/{it}/inference.log",
+    benchmark:
+        "benchmarks/{it}/inference.tsv"
+    threads: GPU_THREADS
+    resources:
+        **gpu_resources(),
+    script:
+        "../scripts/deft_infer.py"
+
+
+rule deft_evaluate:
+    input:
+        inference="{it}/inference/inference_summary.json",
+    output:
+        best="{it}/evaluate/best.json",
+    log:
+        "logs/{it}/evaluate.log",
+    script:
+        "../scripts/deft_evaluate.py"
+
+
+rule deft_rca:
+    input:
+        best="{loopit}/evaluate/best.json",
+    output:
+        metrics="{loopit}/rca/metrics.json",
+    log:
+        "logs/{loopit}/rca.log",
+    script:
+        "../scripts/deft_rca.py"
+
+
+def decide_inputs(wildcards):
+    if wildcards.loopit == "baseline":
+        earlier = []
+    else:
+        n = int(wildcards.loopit[len("iter") :])
+        earlier = ["baseline"] + [f"iter{i}" for i in range(1, n)]
+    return {
+        "best": f"{wildcards.loopit}/evaluate/best.json",
+        "rca": f"{wildcards.loopit}/rca/metrics.json",
+        "earlier": [f"{it}/evaluate/best.json" for it in earlier],
+    }
+
+
+checkpoint deft_decide:
+    # Stop decision with its reason: KPI met, max iterations, regression, unreachable KPI.
+    input:
+        unpack(decide_inputs),
+    output:
+        decision="{loopit}/decision.json",
+    log:
+        "logs/{loopit}/decision.log",
+    script:
+        "../scripts/deft_decide.py"
+
+
+def previous_training_csv(n):
+    n = int(n)
+    if n == 1:
+        return []
+    return [f"iter{n - 1}/dataset/train_combined_iter{n - 1}.csv"]
+
+
+rule deft_route:
+    input:
+        rca=lambda w: f"{prev_iteration(w.n)}/rca/metrics.json",
+        decision=lambda w: f"{prev_iteration(w.n)}/decision.json",
+    output:
+        summary="iter{n}/routing/routing_summary.json",
+    log:
+        "logs/iter{n}/routing.log",
+    script:
+        "../scripts/deft_route.py"
+
+
+rule deft_sdg:
+    input:
+        routing="iter{n}/routing/routing_summary.json",
+        previous=lambda w: previous_training_csv(w.n),
+    output:
+        rows="iter{n}/sdg/sdg_rows.csv",
+    log:
+        "logs/iter{n}/sdg.log",
+    script:
+        "../scripts/deft_sdg.py"
+
+
+rule deft_embed:
+    # Embeddings of the KPI set and the mining pool from the current best model.
+    input:
+        routing="iter{n}/routing/routing_summary.json",
+        best=lambda w: f"{prev_iteration(w.n)}/evaluate/best.json",
+    output:
+        summary="iter{n}/mining/embeddings/embeddings.json",
+    log:
+        "logs/iter{n}/embed.log",
+    benchmark:
+        "benchmarks/iter{n}/embed.tsv"
+    threads: GPU_THREADS
+    resources:
+        **gpu_resources(),
+    script:
+        "../scripts/deft_embed.py"
+
+
+rule deft_mine:
+    input:
+        routing="iter{n}/routing/routing_summary.json",
+        embeddings="iter{n}/mining/embeddings/embeddings.json",
+        history=lambda w: [] if int(w.n) == 1 else [f"iter{int(w.n) - 1}/mining/mining_history.json"],
+    output:
+        rows="iter{n}/mining/mined_rows.csv",
+        history="iter{n}/mining/mining_history.json",
+    log:
+        "logs/iter{n}/mining.log",
+    script:
+        "../scripts/deft_mine.py"
+
+
+rule deft_assemble:
+    input:
+        sdg="iter{n}/sdg/sdg_rows.csv",
+        mined="iter{n}/mining/mined_rows.csv",
+        previous=lambda w: previous_training_csv(w.n),
+    output:
+        csv="iter{n}/dataset/train_combined_iter{n}.csv",
+        provenance="iter{n}/dataset/train_combined_iter{n}_provenance.csv",
+    log:
+        "logs/iter{n}/assemble.log",
+    script:
+        "../scripts/deft_assemble.py"
+
+
+checkpoint deft_validate:
+    # Gate: required columns, every file present, no leakage, rows really added; else hard stop.
+    input:
+        csv="iter{n}/dataset/train_combined_iter{n}.csv",
+        provenance="iter{n}/dataset/train_combined_iter{n}_provenance.csv",
+    output:
+        gate="iter{n}/dataset/gate.json",
+    log:
+        "logs/iter{n}/validate.log",
+    script:
+        "../scripts/deft_validate.py"
+
+
+rule deft_train:
+    # Plain retrain warm-started from the previous iteration's best checkpoint.
+    input:
+        gate="iter{n}/dataset/gate.json",
+        csv="iter{n}/dataset/train_combined_iter{n}.csv",
+        spec="specs/baseline_spec_automl.yaml",
+        best=lambda w: f"{prev_iteration(w.n)}/evaluate/best.json",
+    output:
+        summary="iter{n}/train/train_summary.json",
+    log:
+        "logs/iter{n}/train.log",
+    benchmark:
+        "benchmarks/iter{n}/train.tsv"
+    threads: GPU_THREADS
+    resources:
+        **gpu_resources(),
+    script:
+        "../scripts/deft_train.py"

@@ -1,0 +1,72 @@
+"""Rule workspace_ready: demo generation (when configured), validation, image-root links."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .. import fsutil
+from ..errors import InputError
+from . import inputs
+from .settings import RunSettings
+
+
+def ensure_demo_workspace(settings: RunSettings) -> bool:
+    """Generate the embedded demo into the workspace path if it is absent; True if generated."""
+    if settings.workspace.exists():
+        return False
+    demo = settings.config["demo"]
+    if not demo["generate"]:
+        raise InputError(
+            f"workspace {settings.workspace} does not exist and demo.generate is false: point "
+            "`workspace` at your TAO AOI workspace"
+        )
+    from ..demo.workspace import DemoConfig, generate_workspace
+
+    print(f"generating the embedded demo workspace ({demo['preset']}, seed {demo['seed']}) "
+          f"into {settings.workspace}")
+    generate_workspace(settings.workspace, DemoConfig.from_preset(demo["preset"], seed=demo["seed"]))
+    return True
+
+
+def link_image_roots(settings: RunSettings) -> None:
+    """images/workspace and images/pool point at the user's image roots, so combined CSVs can
+    mix base, mined and synthetic rows under one images_dir without copying images."""
+    root = settings.run_images
+    root.mkdir(parents=True, exist_ok=True)
+    for name, target in (("workspace", settings.images_dir), ("pool", settings.pool_images_dir)):
+        link = root / name
+        if link.is_symlink() and Path(os.readlink(link)) == target:
+            continue
+        if link.is_symlink():
+            link.unlink()
+        elif link.exists():
+            raise InputError(f"{link} exists and is not a link; remove it or use a new run_dir")
+        tmp = root / f".{name}.tmp-link"
+        if tmp.is_symlink():
+            tmp.unlink()
+        tmp.symlink_to(target, target_is_directory=True)
+        os.replace(tmp, link)
+
+
+def workspace_ready(settings: RunSettings, record_path: Path) -> None:
+    generated = ensure_demo_workspace(settings)
+    report = inputs.check_workspace(settings)
+    link_image_roots(settings)
+    for note in report.spec_notes:
+        print(f"spec note: {note}")
+    fsutil.write_json(
+        record_path,
+        {
+            "workspace": str(settings.workspace),
+            "generated_demo": generated,
+            "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "lights": list(report.lights),
+            "image_ext": report.image_ext,
+            "datasets": report.dataset_table(),
+            "pool_overlaps": report.pool_overlaps,
+            "spec_notes": report.spec_notes,
+            "fingerprint": inputs.fingerprint(settings),
+        },
+    )

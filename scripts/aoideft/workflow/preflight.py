@@ -1,0 +1,190 @@
+"""The consolidated pre-flight (contract section 6): one gate, nine sections, before any compute.
+
+It runs twice: at parse time in Snakemake's main process (so `snakemake -n` validates config and
+workspace and prints the summary), and as the `preflight` rule, whose `preflight/summary.md`
+Phase 1 depends on.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import platform
+import socket
+import sys
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+from .. import fsutil
+from ..errors import InputError
+from . import inputs
+from .settings import RunSettings
+
+CREDENTIALS = ("NGC_API_KEY", "HF_TOKEN", "WANDB_API_KEY")
+
+# (benchmark glob under the run dir, label) of the jobs that dominate the cost.
+COST_CLASSES = {
+    "automl_trial": ("benchmarks/*_automl/rec*.tsv", "AutoML trial (train + validation)"),
+    "deft_train": ("benchmarks/iter*/train.tsv", "DEFT retrain"),
+    "inference": ("benchmarks/*/inference.tsv", "inference (2 checkpoints x KPI + validation)"),
+    "embed": ("benchmarks/iter*/embed.tsv", "embeddings for mining"),
+}
+
+
+def parse_time_gate(settings: RunSettings) -> None:
+    """Validate at parse time and print the summary; exit with one clear line on bad input."""
+    try:
+        report = None
+        if settings.workspace.exists():
+            report = inputs.check_workspace(settings)
+        elif not settings.config["demo"]["generate"]:
+            inputs.check_workspace(settings)  # raises the clear "does not exist" error
+        sys.stderr.write(render_summary(settings, report) + "\n")
+    except InputError as error:
+        sys.stderr.write(f"PRE-FLIGHT FAILED: {error}\n")
+        sys.exit(1)
+
+
+def write_preflight(settings: RunSettings, summary_path: Path, checks_path: Path) -> None:
+    report = inputs.check_workspace(settings)
+    fsutil.write_text(summary_path, render_summary(settings, report) + "\n")
+    fsutil.write_json(
+        checks_path,
+        {
+            "passed": True,
+            "datasets": report.dataset_table(),
+            "leakage": {f"{a}/{b}": 0 for a, b in inputs.LEAKAGE_PAIRS},
+            "pool_overlaps": report.pool_overlaps,
+            "spec_notes": report.spec_notes,
+            "credentials": credential_status(),
+            "estimate": compute_estimate(settings),
+        },
+    )
+
+
+def credential_status() -> dict[str, str]:
+    """SET/UNSET only: a credential's value never reaches a log, file or report."""
+    return {name: ("SET" if os.environ.get(name) else "UNSET") for name in CREDENTIALS}
+
+
+def _device_line() -> str:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            names = {torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())}
+            return f"CUDA, {torch.cuda.device_count()} GPU(s): {', '.join(sorted(names))}"
+        return f"CPU only (torch {torch.__version__}, {os.cpu_count()} cores)"
+    except ImportError:
+        return "torch not importable"
+
+
+def compute_estimate(settings: RunSettings) -> dict[str, Any]:
+    """Jobs x measured per-job seconds, from this run dir's Snakemake benchmark files."""
+    cfg = settings.config
+    max_iter = cfg["deft"]["max_iterations"]
+    counts = {
+        "automl_trial": cfg["automl"]["phase1"]["max_recommendations"]
+        + cfg["automl"]["phase3"]["max_recommendations"],
+        "deft_train": max_iter,
+        "inference": max_iter + 2,  # baseline + iterations + final_automl
+        "embed": max_iter,
+    }
+    rows, total, measured_all = [], 0.0, True
+    for key, (pattern, label) in COST_CLASSES.items():
+        seconds = _benchmark_seconds(settings.run_dir, pattern)
+        if seconds is None:
+            measured_all = False
+        else:
+            total += seconds * counts[key]
+        rows.append({"job": label, "count": counts[key], "seconds_each": seconds})
+    return {"rows": rows, "total_seconds": total if measured_all else None}
+
+
+def _benchmark_seconds(run_dir: Path, pattern: str) -> float | None:
+    values = []
+    for path in sorted(run_dir.glob(pattern)):
+        with open(path, newline="") as handle:
+            for row in csv.DictReader(handle, delimiter="\t"):
+                try:
+                    values.append(float(row["s"]))
+                except (KeyError, ValueError):
+                    continue
+    return mean(values) if values else None
+
+
+def render_summary(settings: RunSettings, report: inputs.WorkspaceReport | None) -> str:
+    cfg = settings.config
+    automl, deft = cfg["automl"], cfg["deft"]
+    lines = ["", "=" * 78, "AOI pipeline pre-flight (Phase 1 AutoML -> DEFT loop -> Phase 3 AutoML)",
+             "=" * 78]
+
+    def section(title: str, body: list[str]) -> None:
+        lines.append(f"\n## {title}")
+        lines.extend(f"  {line}" for line in body)
+
+    section("1. Workspace, host, platform, network", [
+        f"workspace: {settings.workspace}" + ("" if report else "  (absent: the demo will be generated)"),
+        f"run dir:   {settings.run_dir}",
+        f"host:      {socket.gethostname()} ({platform.platform()}, Python {platform.python_version()})",
+        f"compute:   {_device_line()}",
+        "network:   not used (models train from scratch; nothing is downloaded)",
+    ])
+    section("2. Credentials", [f"{k}: {v}" for k, v in credential_status().items()])
+    section("3. Container images", [
+        f"backend: {cfg['backend']} (ChangeNet-lite in this Python environment): no images needed",
+    ])
+    if report is None:
+        section("4. Datasets", ["checked once the demo workspace exists (rule workspace_ready)"])
+    else:
+        body = [f"{'dataset':<11}{'rows':>7}{'PASS':>7}{'defect':>8}  labels"]
+        for row in report.dataset_table():
+            labels = ", ".join(f"{k} {v}" for k, v in row["labels"].items())
+            body.append(f"{row['dataset']:<11}{row['rows']:>7}{row['pass']:>7}{row['defect']:>8}  {labels}")
+        body.append("leakage: " + ", ".join(f"{a}/{b} 0 overlapping rows" for a, b in inputs.LEAKAGE_PAIRS))
+        body.append("pool rows repeating validation/KPI rows (excluded from mining): "
+                    + ", ".join(f"{k} {v}" for k, v in report.pool_overlaps.items()))
+        body.append(f"lights: {', '.join(report.lights)}; image ext {report.image_ext}")
+        body.extend(f"spec note: {note}" for note in report.spec_notes)
+        section("4. Datasets", body)
+    p1, p3 = automl["phase1"], automl["phase3"]
+    space = ", ".join(e["parameter"] for e in automl["search_space"]) or "TAO's default AutoML parameters"
+    pinned = ", ".join(f"{k}={v}" for k, v in automl["pinned"].items()) or "none"
+    section("5. Phase 1: AutoML baseline", [
+        f"algorithm {automl['algorithm']}, metric {automl['metric']} (minimise) on the validation CSV "
+        "(never the KPI set)",
+        f"{p1['max_recommendations']} recommendations, {p1['max_concurrent']} at a time, seed {automl['seed']}",
+        f"search space: {space}", f"pinned: {pinned}",
+    ])
+    section("6. Phase 2: DEFT loop", [
+        "baseline pre-seeded from phase1_automl/best_rec.json (no baseline retrain)",
+        f"KPI: FAR at 100% recall <= {cfg['kpi']['target_far_pct']}% on {settings.kpi_csv.name}",
+        f"max iterations {deft['max_iterations']}, retrain epochs {deft['retrain_epochs'] or 'from spec'}, "
+        f"RCA top {deft['top_k_per_label']} per label",
+        f"SDG {deft['sdg']['num_sdg']} pairs/iteration for {', '.join(deft['sdg']['labels'])}; "
+        f"mining top {deft['mining']['top_k_per_target']} per target, cosine >= {deft['mining']['min_similarity']}",
+        "hard stops: leakage, missing files, an iteration that adds no rows, an unreachable KPI"
+        + (f", validation regression > {deft['regression_tolerance_pp']}pp" if deft["regression_tolerance_pp"] is not None else ""),
+    ])
+    section("7. Phase 3: AutoML refinement", [
+        f"{p3['max_recommendations']} recommendations on the final DEFT training CSV, same validation set, "
+        f"metric and algorithm; first trial = Phase 1's winner",
+        "every trial warm-starts from the lowest-FAR DEFT iteration; learnable_difference_modules pinned",
+        "skipped if the DEFT loop hard-stops",
+    ])
+    estimate = compute_estimate(settings)
+    body = [f"{r['count']:>3} x {r['job']}: "
+            + (f"{r['seconds_each']:.0f}s each (measured)" if r["seconds_each"] is not None else "not measured yet")
+            for r in estimate["rows"]]
+    body.append("total: " + (f"about {estimate['total_seconds'] / 60:.1f} min of job time"
+                             if estimate["total_seconds"] is not None else
+                             "known after the first jobs of this run dir have run (Snakemake benchmark files)"))
+    body.append("`snakemake -n` lists the jobs up to the next undecided DEFT iteration; later ones show as "
+                "<TBD>: Snakemake decides the loop's length from each iteration's decision file.")
+    section("8. Compute estimate", body)
+    section("9. Confirmation", [
+        "Pre-flight passed. Running the target proceeds through all three phases without further "
+        "questions; only the hard-stop gates above can end it early.",
+    ])
+    return "\n".join(lines)

@@ -1,0 +1,88 @@
+"""The validated workflow config, with every path resolved once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    repo_root: Path
+    run_dir: Path
+    workspace: Path
+    spec_path: Path
+    train_csv: Path
+    validation_csv: Path
+    kpi_csv: Path
+    pool_csv: Path
+    images_dir: Path
+    pool_images_dir: Path
+    synthetic_dir: Path
+    config: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def run_images(self) -> Path:
+        """Image root of combined training CSVs (links to the workspace and pool, plus SDG)."""
+        return self.run_dir / "images"
+
+    @property
+    def automl(self) -> dict[str, Any]:
+        return self.config["automl"]
+
+    @property
+    def deft(self) -> dict[str, Any]:
+        return self.config["deft"]
+
+    @property
+    def kpi_target(self) -> float:
+        return float(self.config["kpi"]["target_far_pct"])
+
+
+def resolve(config: dict[str, Any], repo_root: Path) -> RunSettings:
+    """Resolve the config's relative paths: run_dir/workspace against the repository root,
+    dataset paths against the workspace."""
+    repo_root = Path(repo_root).resolve()
+
+    def from_repo(value: str) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (repo_root / path)
+
+    workspace = from_repo(config["workspace"])
+    datasets = config.get("datasets", {})
+
+    def from_workspace(key: str, default: str) -> Path:
+        path = Path(datasets.get(key, default)).expanduser()
+        return path if path.is_absolute() else (workspace / path)
+
+    return RunSettings(
+        repo_root=repo_root,
+        run_dir=from_repo(config["run_dir"]),
+        workspace=workspace,
+        spec_path=workspace / config.get("spec", "specs/baseline_spec.yaml"),
+        train_csv=from_workspace("train_csv", "train/base/training_set.csv"),
+        validation_csv=from_workspace("validation_csv", "train/base/validation_set.csv"),
+        kpi_csv=from_workspace("kpi_csv", "kpi/testing_set.csv"),
+        pool_csv=from_workspace("pool_csv", "augmentation/mining_pool/mining_pool.csv"),
+        images_dir=from_workspace("images_dir", "images"),
+        pool_images_dir=from_workspace("pool_images_dir", "images"),
+        synthetic_dir=from_workspace("synthetic_dir", "augmentation/synthetic"),
+        config=config,
+    )
+
+
+def from_snakemake(smk) -> RunSettings:
+    """Settings inside a rule script: the scripts live in <repo>/scripts."""
+    return resolve(smk.config, Path(smk.scriptdir).parent)
+
+
+def model_backend(settings: RunSettings):
+    """The configured trainer backend, using the threads Snakemake gave this job."""
+    import torch
+
+    from ..backend import get_backend
+
+    options = dict(settings.config["embedded"])
+    options["threads"] = torch.get_num_threads()
+    return get_backend(settings.config["backend"], **options)
