@@ -99,12 +99,12 @@ def lights_batch(batch=2, lights=3, chans=3, height=2, width=4, dtype=torch.uint
     return torch.arange(batch * lights * chans * height * width).reshape(batch, lights, chans, height, width).to(dtype)
 
 
-def test_stack_linear_places_lights_left_to_right():
+def test_stack_linear_places_lights_top_to_bottom_as_tao():
     x = lights_batch()
     out = stack_lights(x, "linear")
-    assert out.shape == (2, 3, 2, 12)
+    assert out.shape == (2, 3, 6, 4)
     for light in range(3):
-        assert torch.equal(out[..., light * 4:(light + 1) * 4], x[:, light])
+        assert torch.equal(out[:, :, light * 2:(light + 1) * 2, :], x[:, light])
 
 
 def test_stack_grid_is_row_major_with_zero_cells():
@@ -115,7 +115,7 @@ def test_stack_grid_is_row_major_with_zero_cells():
     assert torch.equal(out[:, :, :2, 4:], x[:, 1])  # top right
     assert torch.equal(out[:, :, 2:, :4], x[:, 2])  # bottom left
     assert not out[:, :, 2:, 4:].any()  # empty cell
-    assert torch.equal(stack_lights(x, "grid", grid=(3, 1)), stack_lights(x, "linear"))
+    assert torch.equal(stack_lights(x, "grid", grid=(1, 3)), stack_lights(x, "linear"))
     assert stack_lights(x, "grid", grid=(1, 3)).shape == (2, 3, 6, 4)
     with pytest.raises(InputError, match="grid_map 1x2 has fewer cells than the 3 lights"):
         stack_lights(x, "grid", grid=(1, 2))

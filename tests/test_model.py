@@ -38,7 +38,7 @@ def test_logits_and_embedding_shapes_per_difference_modules_and_stacking(modules
     )
     model = ChangeNetLite(arch).eval()
     golden, test = _pairs(arch)
-    stacked = {"linear": (3, 16, 72), "grid": (3, 32, 48), "channels": (9, 16, 24)}[stacking]
+    stacked = {"linear": (3, 48, 24), "grid": (3, 32, 48), "channels": (9, 16, 24)}[stacking]
     assert tuple(model.stack(golden).shape) == (3, *stacked)
     assert model.backbone.stages[0][0].in_channels == stacked[0]
     assert tuple(model(golden, test).shape) == (3, 2)

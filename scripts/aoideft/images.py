@@ -91,7 +91,8 @@ def decode_pairs(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lights: 
 def stack_lights(x: torch.Tensor, concat_type: str, grid: tuple[int, int] = (2, 2)) -> torch.Tensor:
     """Lay the L light images of each sample out as one image: [B, L, C, H, W] -> [B, C', H', W'].
 
-    ``linear``: side by side, left to right in light order -> [B, C, H, L*W].
+    ``linear``: stacked top to bottom in light order -> [B, C, L*H, W], as TAO's optical-inspection
+                dataloader does (``torch.cat`` of CHW images on the height axis).
     ``grid``:   a grid of ``grid`` = (x columns, y rows), filled row-major, empty cells zero ->
                 [B, C, y*H, x*W].
     ``channels`` (our extension): lights stacked on the channel axis -> [B, L*C, H, W].
@@ -101,7 +102,7 @@ def stack_lights(x: torch.Tensor, concat_type: str, grid: tuple[int, int] = (2, 
         raise ValueError(f"expected [B, L, C, H, W], got shape {tuple(x.shape)}")
     batch, lights, chans, height, width = x.shape
     if concat_type == "linear":
-        return x.permute(0, 2, 3, 1, 4).reshape(batch, chans, height, lights * width)
+        return x.permute(0, 2, 1, 3, 4).reshape(batch, chans, lights * height, width)
     if concat_type == "channels":
         return x.reshape(batch, lights * chans, height, width)
     if concat_type == "grid":
