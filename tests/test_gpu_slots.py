@@ -1,0 +1,64 @@
+"""Concurrent model jobs on one machine take different GPUs (simulated with CUDA_VISIBLE_DEVICES)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+HOLDER = """
+import os, sys, time
+from pathlib import Path
+from aoideft.workflow import gpu_slots
+slot = gpu_slots.acquire(Path(sys.argv[1]), wait_seconds=float(sys.argv[3]))
+print(slot.device, os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def start(lock_dir, hold, wait=30.0, devices="0,1,2"):
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": devices}
+    return subprocess.Popen([sys.executable, "-c", HOLDER, str(lock_dir), str(hold), str(wait)],
+                            env=env, stdout=subprocess.PIPE, text=True)
+
+
+def test_three_concurrent_jobs_get_three_devices(tmp_path):
+    procs = [start(tmp_path, hold=3) for _ in range(3)]
+    lines = [p.stdout.readline().split() for p in procs]
+    for p in procs:
+        p.wait(timeout=30)
+    devices = sorted(line[0] for line in lines)
+    assert devices == ["0", "1", "2"]
+    assert all(line[0] == line[1] for line in lines), "CUDA_VISIBLE_DEVICES pinned to the claimed device"
+
+
+def test_a_fourth_job_waits_and_a_killed_job_frees_its_slot(tmp_path):
+    holders = [start(tmp_path, hold=60) for _ in range(3)]
+    taken = {p: p.stdout.readline().split()[0] for p in holders}
+    waiter = start(tmp_path, hold=0, wait=30)
+    time.sleep(1.5)
+    assert waiter.poll() is None, "no free device: the fourth job must wait"
+    victim = holders[1]
+    victim.kill()  # the kernel drops its flock
+    victim.wait()
+    assert waiter.stdout.readline().split()[0] == taken[victim]
+    waiter.wait(timeout=30)
+    for p in holders:
+        p.kill()
+        p.wait()
+
+
+def test_no_gpu_means_a_cpu_slot(tmp_path):
+    from aoideft.workflow import gpu_slots
+
+    saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    try:
+        slot = gpu_slots.acquire(tmp_path)
+        assert slot.device is None
+    finally:
+        if saved is None:
+            del os.environ["CUDA_VISIBLE_DEVICES"]
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = saved
