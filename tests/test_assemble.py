@@ -64,10 +64,13 @@ def test_later_iterations_grow_monotonically_without_re_adding_rows():
         assemble.assemble(BASE, {"kpi": MINED}, iteration=1, previous_is_base=True)
 
 
-def test_rebase_is_idempotent():
+def test_rebase_prefixes_every_row_even_a_folder_named_like_the_prefix():
     once = assemble.rebase(BASE, "workspace")
-    assert assemble.rebase(once, "workspace").equals(once)
     assert list(once["input_path"]) == ["workspace/train"] * 3
+    pool_rows = BASE.assign(input_path="pool/b1/test", golden_path="pool/b1/golden")
+    rebased = assemble.rebase(pool_rows, "pool")
+    assert list(rebased["input_path"]) == ["pool/pool/b1/test"] * 3
+    assert list(rebased["golden_path"]) == ["pool/pool/b1/golden"] * 3
 
 
 def write_images(images_dir, rows: pd.DataFrame) -> None:

@@ -20,6 +20,7 @@ from aoideft.spec import (
     set_dotted,
     train_settings,
     validate_spec,
+    with_overrides,
 )
 
 BASELINE = Path(__file__).parent / "data" / "tao_baseline_spec.yaml"
@@ -267,3 +268,9 @@ def test_flatten_spec_keeps_collections_and_round_trips(baseline):
     assert not any(key.startswith("dataset.classify.input_map.") for key in flat)
     assert deep_merge({}, flat) == baseline
     assert yaml.safe_load(yaml.safe_dump(flat)) == flat  # plain data, writable as YAML
+
+
+def test_with_overrides_shrinks_the_checkpoint_interval_with_the_epochs():
+    base = {"train": {"num_epochs": 10, "checkpoint_interval": 5}}
+    assert with_overrides(base, {"train.num_epochs": 3})["train"]["checkpoint_interval"] == 3
+    assert with_overrides(base, {"train.num_epochs": 8})["train"]["checkpoint_interval"] == 5

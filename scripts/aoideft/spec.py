@@ -393,6 +393,17 @@ def deep_merge(base: Mapping, override: Mapping) -> dict:
     return merged
 
 
+def with_overrides(base: Mapping, overrides: Mapping) -> dict:
+    """``deep_merge`` for job specs: when the overrides shorten training, the checkpoint interval
+    shrinks with it, since TAO (and the trainer) refuse checkpoint_interval > num_epochs."""
+    merged = deep_merge(base, overrides)
+    epochs = get_dotted(merged, "train.num_epochs")
+    interval = get_dotted(merged, "train.checkpoint_interval")
+    if isinstance(epochs, int) and isinstance(interval, int) and interval > epochs:
+        set_dotted(merged, "train.checkpoint_interval", epochs)
+    return merged
+
+
 def _merge_into(target: dict, override: Mapping, prefix: str) -> None:
     for name, value in override.items():
         *parents, leaf = str(name).split(".") if isinstance(name, str) else [name]

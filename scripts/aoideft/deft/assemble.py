@@ -27,16 +27,15 @@ SKIPPED = "skipped_duplicates"  # provenance.attrs key: per new source, rows ski
 
 
 def rebase(frame: pd.DataFrame, prefix: str) -> pd.DataFrame:
-    """Prefix ``input_path``/``golden_path`` with ``prefix/`` (idempotent: prefixed cells are kept).
+    """Prefix ``input_path``/``golden_path`` of rows read from a workspace or pool CSV with ``prefix/``.
 
-    The marker is the prefix itself: a combined CSV's rows carry it, a workspace or pool CSV's rows
-    do not (a workspace folder literally named like the prefix would be mistaken for it).
+    Unconditional on purpose: a user's own folder may well be called ``pool/`` or ``workspace/``, so
+    whether a row is already rebased is known from where it came from, never guessed from its path.
     """
     rebased = frame.copy()
     marker = prefix.rstrip("/") + "/"
     for column in ("input_path", "golden_path"):
-        values = rebased[column].astype(str)
-        rebased[column] = values.where(values.str.startswith(marker), marker + values)
+        rebased[column] = marker + rebased[column].astype(str)
     return rebased
 
 

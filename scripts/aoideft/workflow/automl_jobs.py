@@ -114,7 +114,7 @@ def rec_spec(settings: RunSettings, phase: str, params: dict[str, Any]) -> dict[
             "train.pretrained_model_path": str(warm_start) if warm_start else None,
         }
     )
-    return tao_spec.deep_merge(base_spec(settings, phase), overrides)
+    return tao_spec.with_overrides(base_spec(settings, phase), overrides)
 
 
 def train_rec(settings: RunSettings, phase: str, rec_id: int, proposals_path: Path, out_path: Path) -> None:

@@ -199,11 +199,10 @@ def route(settings: RunSettings, n: int, out_summary: Path) -> None:
 
 
 def previous_training(settings: RunSettings, n: int) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """The training CSV iteration n builds on (rows rebased under images/) and its provenance
-    (None for the base training set)."""
+    """The training CSV iteration n builds on and its provenance; for n == 1 the workspace's base CSV
+    as written (paths relative to the workspace image root) and no provenance."""
     if n == 1:
-        base = _read(settings.train_csv, settings.images_dir, settings, "base training CSV")
-        return assemble.rebase(base, "workspace"), None
+        return _read(settings.train_csv, settings.images_dir, settings, "base training CSV"), None
     folder = settings.run_dir / f"iter{n - 1}" / "dataset"
     return (pd.read_csv(folder / f"train_combined_iter{n - 1}.csv", dtype=str, keep_default_na=False),
             pd.read_csv(folder / f"train_combined_iter{n - 1}_provenance.csv", dtype=str, keep_default_na=False))
@@ -213,7 +212,9 @@ def run_sdg(settings: RunSettings, n: int, out_rows: Path) -> None:
     started = time.time()
     lights, ext = _lights_and_ext(settings)
     targets = pd.read_parquet(out_rows.parent.parent / "routing" / "routing_sdg.parquet")
-    sources, _ = previous_training(settings, n)
+    sources, provenance = previous_training(settings, n)
+    if provenance is None:  # the base CSV: address its images through <run>/images like the rest
+        sources = assemble.rebase(sources, "workspace")
     cfg = settings.deft["sdg"]
     details = {}
     frames = [sdg.synthesize(targets, sources, source_images_dir=settings.run_images, lights=lights,
@@ -279,7 +280,7 @@ def run_assemble(settings: RunSettings, n: int, out_csv: Path, out_provenance: P
     sdg_rows = pd.read_csv(it_dir / "sdg" / "sdg_rows.csv", dtype=str, keep_default_na=False)
     mined = pd.read_csv(it_dir / "mining" / "mined_rows.csv", dtype=str, keep_default_na=False)
     combined, provenance = assemble.assemble(
-        previous, {"sdg": sdg_rows, "mining_pool": assemble.rebase(mined, "pool")},
+        previous, {"sdg": sdg_rows, "mining_pool": mined},
         iteration=n, previous_is_base=previous_provenance is None, previous_provenance=previous_provenance)
     assemble.write_dataset(combined, provenance, out_csv.parent, n)
     added = int((provenance["iteration_added"].astype(int) == n).sum())
@@ -326,8 +327,7 @@ def train(settings: RunSettings, n: int, csv_path: Path, out_summary: Path) -> N
     }
     if settings.deft["retrain_epochs"]:
         overrides["train.num_epochs"] = settings.deft["retrain_epochs"]
-        overrides["train.checkpoint_interval"] = settings.deft["retrain_epochs"]
-    spec = tao_spec.deep_merge(tao_spec.load_spec(run / "specs" / "baseline_spec_automl.yaml"), overrides)
+    spec = tao_spec.with_overrides(tao_spec.load_spec(run / "specs" / "baseline_spec_automl.yaml"), overrides)
     fsutil.write_yaml(out_summary.parent / "spec.yaml", spec)
     summary = model_backend(settings).train(spec, out_summary.parent)
     state_hooks.commit(settings, f"iter{n}", "train", time.time() - started,

@@ -41,7 +41,9 @@ def pick_best(settings: RunSettings, out_model: Path, out_spec: Path) -> None:
     }
     overrides.update({flag: False for flag in AUGMENT_FLAGS})
     fsutil.write_yaml(out_spec, tao_spec.deep_merge(inference_spec, overrides))
+    hard_stopped = fsutil.read_json(run / "deft" / "summary.json")["hard_stop"]
     print(f"best model: {label} FAR@100% recall {entry['far_pct']:.2f}% ({entry['best_ckpt_path']})")
     state_hooks.commit(settings, "final_automl", "pick_best", 0.0,
                        f"best model {label}: FAR {entry['far_pct']:.2f}%",
-                       state_updates={"status": "complete", "best_model": document})
+                       state_updates={"status": "hard_stopped" if hard_stopped else "complete",
+                                      "best_model": document})

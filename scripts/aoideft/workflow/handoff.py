@@ -22,7 +22,7 @@ def preseed(settings: RunSettings, outputs: dict[str, Path]) -> None:
     best_rec = fsutil.read_json(run / "phase1_automl" / "best_rec.json")
     winner = best_rec["best"]
     # 1. merged spec: workspace spec + winning HPs (+ pinned values), dataset paths untouched.
-    merged = tao_spec.deep_merge(tao_spec.load_spec(settings.spec_path), winner["specs"])
+    merged = tao_spec.with_overrides(tao_spec.load_spec(settings.spec_path), winner["specs"])
     fsutil.write_yaml(outputs["spec"], merged)
     # 2. the winning checkpoints under the names DEFT expects.
     rec_ckpts = checkpoints.checkpoint_paths(run / "phase1_automl" / "best_rec.json")

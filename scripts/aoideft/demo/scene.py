@@ -1,0 +1,853 @@
+"""A parametric PCB component scene and its renderer, one image per AOI light.
+
+A ``Scene`` is the physical state of one inspected location: the board (solder mask with texture,
+traces, vias, silkscreen, copper pads, a neighbouring part), the placed component (body, end caps or
+gull-wing leads, marking, polarity mark) and its solder (fillets per terminal, bridges), plus loose
+material on top (dust, flux, scratches, stains). Defects and nuisances (``defects``) change these
+parameters, so every light renders them consistently.
+
+Geometry is in pixels of a 64-px crop (``REFERENCE_SIZE``) in the footprint ("design") frame: x along
+the part's terminal axis, y down, origin at the footprint centre; heights use the same unit.
+``render_pair`` rasterises a golden and a test scene of one board location at ``SUPERSAMPLE`` x the
+output size with soft edges (the shared board once for both cameras), builds per-pixel albedo,
+specularity and height, shades them per light and box-filters down (anti-aliasing):
+
+- UniformLight: diffuse dome, flat grey (albedo only);
+- SolderLight: coaxial + ring specular: flat metal and solder slopes light up, the rest stays dark;
+- LowAngleLight: grazing ring + one directional source: slopes and edges bright, cast shadows;
+- WhiteLight: colour image, mild top-light shading and specular highlights.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+RGB = tuple[float, float, float]
+LIGHTS = ("LowAngleLight", "SolderLight", "UniformLight", "WhiteLight")
+REFERENCE_SIZE = 64.0  # scene units: pixels of a 64-px crop; scaled to the requested image size
+SUPERSAMPLE = 2
+_LUMA = np.array([0.30, 0.59, 0.11], np.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# Scene description
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Box:
+    """Rectangle: centre, half width (x), half height (y), rotation in degrees."""
+
+    cx: float
+    cy: float
+    hw: float
+    hh: float
+    angle: float = 0.0
+
+    @property
+    def radius(self) -> float:
+        return math.hypot(self.hw, self.hh)
+
+
+def _bounds(boxes: Sequence[Box]) -> Box:
+    """Axis-aligned box around unrotated boxes."""
+    x0, x1 = min(b.cx - b.hw for b in boxes), max(b.cx + b.hw for b in boxes)
+    y0, y1 = min(b.cy - b.hh for b in boxes), max(b.cy + b.hh for b in boxes)
+    return Box((x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2, (y1 - y0) / 2)
+
+
+@dataclass(frozen=True)
+class Material:
+    colour: RGB
+    spec: float  # 0 = matte, 1 = mirror-like (solder)
+
+
+SILK = Material((0.93, 0.93, 0.89), 0.05)
+PAD = Material((0.72, 0.69, 0.62), 0.45)  # solder-coated pad: duller than a fillet
+SOLDER = Material((0.86, 0.86, 0.88), 1.0)
+METAL = Material((0.80, 0.80, 0.79), 0.8)  # tin-plated end caps and leads
+VIA_HOLE = Material((0.04, 0.04, 0.04), 0.0)
+
+
+@dataclass(frozen=True)
+class Terminal:
+    """One electrical contact of a part, in the component frame."""
+
+    contact: Box  # end cap, folded tab or lead foot: where solder wets
+    pad: int  # index into Footprint.pads
+    height: float  # top of the contact
+    wet_height: float  # how high a nominal fillet climbs
+    fillet: float  # nominal fillet length from the contact outwards
+    over_body: bool  # drawn over the body ends (chip end caps) or beside it (tabs, leads)
+    lead: Box | None = None  # gull-wing lead from the body edge to the foot's outer end
+
+
+@dataclass(frozen=True)
+class Mark:
+    """Ink or a feature on a surface (part marking, polarity band, silkscreen): one or more boxes."""
+
+    boxes: tuple[Box, ...]
+    colour: RGB
+    disk: bool = False
+    polarity: bool = False  # part of the polarity marking (its contrast follows Scene.mark_strength)
+    height: float = 0.0  # relief relative to the surface (a dimple is < 0)
+
+
+@dataclass(frozen=True)
+class Part:
+    """The component body, terminals and marking in the component frame (centred, unrotated)."""
+
+    body: Box
+    height: float
+    colour: RGB
+    cylinder: bool  # MELF: round cross-section
+    terminals: tuple[Terminal, ...]
+    marks: tuple[Mark, ...]
+
+    @property
+    def radius(self) -> float:
+        boxes = [self.body] + [t.lead or t.contact for t in self.terminals]
+        return max(math.hypot(abs(b.cx) + b.hw, abs(b.cy) + b.hh) for b in boxes)
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Board side of a component: pads and silkscreen in the design frame."""
+
+    pads: tuple[Box, ...]
+    silk: tuple[Mark, ...]
+    bridge_pairs: tuple[tuple[int, int], ...]  # adjacent pads a solder bridge can join
+
+
+@dataclass(frozen=True)
+class ComponentType:
+    name: str  # comp_type_1
+    part_type: str
+    designator: str  # comp_name prefix
+    pins: int
+    polar: bool
+    two_terminal: bool
+    build: Callable[[float], tuple[Footprint, Part]]  # scale -> geometry
+
+
+@dataclass(frozen=True)
+class Blob:
+    """Loose material or surface damage: an ellipse (or box) painted on top of everything."""
+
+    box: Box
+    colour: RGB
+    alpha: float
+    spec: float | None = None  # None keeps the specularity underneath
+    height: float = 0.0  # added relief
+    round: bool = True
+    soft: float = 1.0  # edge softness in scene units (stains are soft, dust sharp)
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    mask: RGB  # solder-mask colour
+    thickness: np.ndarray = field(compare=False, repr=False)  # low-frequency mask variation grid
+    grain: np.ndarray = field(compare=False, repr=False)  # fine texture grid
+    weave: tuple[float, float, float] = (4.0, 0.0, 0.0)  # glass-weave period and phases
+    traces: tuple[Box, ...] = ()
+    vias: tuple[tuple[float, float, float], ...] = ()  # (x, y, outer radius)
+    neighbour_pads: tuple[Box, ...] = ()  # pads of a neighbouring part
+    neighbour_body: Box | None = None
+    neighbour_colour: RGB = (0.1, 0.1, 0.1)
+
+
+@dataclass(frozen=True)
+class Scene:
+    comp: ComponentType
+    footprint: Footprint
+    part: Part
+    board: Board
+    orientation: int  # quarter turns of the footprint in the crop
+    solder: tuple[float, ...]  # solder amount per pad; 1 = nominal fillet
+    dx: float = 0.0  # placement of the part relative to its footprint
+    dy: float = 0.0
+    angle: float = 0.0
+    present: bool = True
+    flipped: bool = False  # rotated 180 degrees (polarity)
+    mark_strength: float = 1.0  # contrast of the part's polarity marking
+    lift_deg: float = 0.0  # tombstone: the lifted terminal's end rises by this angle
+    lift_terminal: int = 1
+    bridges: tuple[Box, ...] = ()  # solder bridges in the design frame
+    blobs: tuple[Blob, ...] = ()
+
+
+@dataclass(frozen=True)
+class Camera:
+    """How an image was taken: board shift in output pixels and rotation (misregistration)."""
+
+    shift_x: float = 0.0
+    shift_y: float = 0.0
+    rotation_deg: float = 0.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Component catalogue
+# --------------------------------------------------------------------------------------------------
+
+_BLACK_BODY: RGB = (0.09, 0.09, 0.10)
+_INK: RGB = (0.78, 0.78, 0.76)
+
+
+def _mirror_pair(box: Box) -> tuple[Box, Box]:
+    return Box(-box.cx, box.cy, box.hw, box.hh), box
+
+
+def _scaled(s: float, cx: float, cy: float, hw: float, hh: float) -> Box:
+    return Box(s * cx, s * cy, s * hw, s * hh)
+
+
+def _text(s: float, cx: float, cy: float, glyphs: int, pitch: float, hw: float, hh: float) -> Mark:
+    start = cx - pitch * (glyphs - 1) / 2
+    return Mark(tuple(_scaled(s, start + i * pitch, cy, hw, hh) for i in range(glyphs)), _INK)
+
+
+def _silk_lines(s: float, half_length: float, offset: float, vertical: bool) -> Mark:
+    """Two silkscreen outline strokes beside the part (along x, or along y when ``vertical``)."""
+    boxes = [Box(0, side * s * offset, s * half_length, 0.45) for side in (-1, 1)]
+    if vertical:
+        boxes = [Box(b.cy, b.cx, b.hh, b.hw) for b in boxes]
+    return Mark(tuple(boxes), SILK.colour)
+
+
+def _two_terminal(s: float, *, body: tuple[float, float], height: float, colour: RGB, cap: float,
+                  cap_height: float, pad: tuple[float, float, float], fillet: float, over_body: bool,
+                  cylinder: bool, marks: tuple[Mark, ...], silk: tuple[Mark, ...]) -> tuple[Footprint, Part]:
+    """Chip/MELF/tantalum geometry: body along x, one terminal and pad at each end."""
+    pad_cx, pad_hw, pad_hh = (s * v for v in pad)
+    body_hw, body_hh = s * body[0], s * body[1]
+    if over_body:  # end caps cover the body ends
+        cap_box = Box(body_hw - s * cap, 0.0, s * cap, body_hh * 1.02)
+    else:  # folded tabs stick out of the body ends
+        cap_box = Box(body_hw + s * cap * 0.5, 0.0, s * cap, body_hh * 0.62)
+    terminals = tuple(Terminal(c, i, s * cap_height, s * cap_height * 0.8, s * fillet, over_body)
+                      for i, c in enumerate(_mirror_pair(cap_box)))
+    pads = _mirror_pair(Box(pad_cx, 0.0, pad_hw, pad_hh))
+    part = Part(Box(0, 0, body_hw, body_hh), s * height, colour, cylinder, terminals, marks)
+    return Footprint(pads, silk, ()), part
+
+
+def _chip_res(s: float) -> tuple[Footprint, Part]:
+    return _two_terminal(s, body=(11.0, 5.5), height=3.5, colour=_BLACK_BODY, cap=2.4, cap_height=3.7,
+                         pad=(12.5, 5.0, 7.0), fillet=6.0, over_body=True, cylinder=False,
+                         marks=(_text(s, 0, 0, 3, 4.0, 1.2, 2.3),), silk=(_silk_lines(s, 9.0, 9.5, False),))
+
+
+def _chip_cap(s: float) -> tuple[Footprint, Part]:
+    return _two_terminal(s, body=(11.0, 6.0), height=6.0, colour=(0.70, 0.58, 0.40), cap=2.7, cap_height=6.2,
+                         pad=(12.5, 5.0, 7.5), fillet=6.5, over_body=True, cylinder=False, marks=(),
+                         silk=(_silk_lines(s, 9.0, 10.0, False),))
+
+
+def _tant_cap(s: float) -> tuple[Footprint, Part]:
+    plus = Mark((_scaled(s, 23.5, -10.5, 1.8, 0.5), _scaled(s, 23.5, -10.5, 0.5, 1.8)), SILK.colour)  # anode (+x)
+    stripe = Mark((_scaled(s, 9.0, 0, 2.2, 7.5),), (0.42, 0.26, 0.08), polarity=True)
+    return _two_terminal(s, body=(13.0, 7.5), height=7.0, colour=(0.84, 0.68, 0.20), cap=1.8, cap_height=2.2,
+                         pad=(14.5, 5.0, 6.0), fillet=5.0, over_body=False, cylinder=False,
+                         marks=(stripe,), silk=(_silk_lines(s, 11.0, 10.0, False), plus))
+
+
+def _melf(s: float) -> tuple[Footprint, Part]:
+    band = Mark((_scaled(s, -5.6, 0, 1.9, 5.0),), (0.10, 0.10, 0.11), polarity=True)  # cathode (-x)
+    bar = Mark((Box(-s * 19.5, 0, 0.7, s * 6.5),), SILK.colour)
+    return _two_terminal(s, body=(12.0, 5.0), height=7.0, colour=(0.78, 0.36, 0.32), cap=2.4, cap_height=7.2,
+                         pad=(12.5, 4.5, 6.0), fillet=5.5, over_body=True, cylinder=True,
+                         marks=(band,), silk=(_silk_lines(s, 8.0, 8.0, False), bar))
+
+
+def _gull_wing(s: float, *, body: tuple[float, float], height: float, pins: Sequence[tuple[float, int]],
+               marks: tuple[Mark, ...], silk: tuple[Mark, ...],
+               bridge_pairs: tuple[tuple[int, int], ...]) -> tuple[Footprint, Part]:
+    """Leaded package: body centred, leads leaving its top (-y) and bottom (+y) edges."""
+    body_hh = s * body[1]
+    slope_len, foot_len, lead_hw = s * 3.4, s * 1.5, s * 1.25
+    terminals, pads = [], []
+    for index, (x, side) in enumerate(pins):
+        x *= s
+        foot = Box(x, side * (body_hh + slope_len + foot_len - 0.4), lead_hw, foot_len)
+        outer = abs(foot.cy) + foot.hh
+        lead = Box(x, side * (body_hh + outer) / 2, lead_hw, (outer - body_hh) / 2)
+        terminals.append(Terminal(foot, index, s * 0.9, s * 2.4, s * 3.0, False, lead))
+        pads.append(Box(x, side * (body_hh + slope_len + foot_len + 0.2 * s), s * 1.9, s * 3.4))
+    part = Part(Box(0, 0, s * body[0], body_hh), s * height, _BLACK_BODY, False, tuple(terminals), marks)
+    return Footprint(tuple(pads), silk, bridge_pairs), part
+
+
+def _sot23(s: float) -> tuple[Footprint, Part]:
+    return _gull_wing(s, body=(9.5, 5.5), height=4.5, pins=((-6.5, 1), (6.5, 1), (0.0, -1)),
+                      marks=(_text(s, 0, 0, 2, 4.0, 1.1, 2.0),), silk=(_silk_lines(s, 3.5, 12.5, True),),
+                      bridge_pairs=((0, 1),))
+
+
+def _soic8(s: float) -> tuple[Footprint, Part]:
+    xs = (-9.0, -3.0, 3.0, 9.0)
+    pins = tuple((x, 1) for x in xs) + tuple((x, -1) for x in reversed(xs))  # pin 1 bottom-left
+    dot = Mark((_scaled(s, -8.8, 4.0, 1.9, 1.9),), (0.42, 0.42, 0.44), disk=True, polarity=True, height=-0.5 * s)
+    bevel = Mark((_scaled(s, 0, 7.2, 12.5, 0.8),), (0.24, 0.24, 0.26), polarity=True)  # pin-1 side chamfer
+    silk = (_silk_lines(s, 5.5, 14.8, True), Mark((Box(-s * 14.8, s * 12.5, 1.0, 1.0),), SILK.colour, disk=True))
+    return _gull_wing(s, body=(12.5, 8.0), height=6.0, pins=pins, marks=(dot, bevel, _text(s, 1.5, -1.5, 4, 3.6, 1.0, 1.8)),
+                      silk=silk, bridge_pairs=((0, 1), (1, 2), (2, 3), (4, 5), (5, 6), (6, 7)))
+
+
+COMPONENT_TYPES: dict[str, ComponentType] = {
+    t.name: t
+    for t in (
+        ComponentType("CHIP_RES", "RES_0603_10K", "R", 2, False, True, _chip_res),
+        ComponentType("CHIP_CAP", "CAP_0603_100N", "C", 2, False, True, _chip_cap),
+        ComponentType("SOT23", "SOT23_BC847", "Q", 3, False, False, _sot23),
+        ComponentType("SOIC8", "SOIC8_LM358", "U", 8, True, False, _soic8),
+        ComponentType("MELF", "MINIMELF_LL4148", "D", 2, True, True, _melf),
+        ComponentType("TANT_CAP", "TANT_A_10U", "C", 2, True, True, _tant_cap),
+    )
+}
+
+BOARD_STYLES: dict[str, RGB] = {  # boardname -> solder-mask colour
+    "MB1042": (0.13, 0.40, 0.19),
+    "PSU220": (0.20, 0.33, 0.14),
+    "CTL310": (0.10, 0.22, 0.45),
+    "IO077": (0.17, 0.17, 0.16),  # matte black mask: dark grey under light
+}
+
+
+def design_board(name: str, footprint: Footprint, comp: ComponentType, rng: np.random.Generator) -> Board:
+    """The board around one footprint: mask texture, traces off some pads, vias, a neighbouring part."""
+    mask = tuple(float(c) * rng.uniform(0.9, 1.1) for c in BOARD_STYLES[name])
+    traces = []
+    for pad in footprint.pads:
+        if rng.random() < 0.5:
+            width = rng.uniform(0.8, 1.3)
+            if abs(pad.cx) >= abs(pad.cy):  # pads at the x ends: the trace runs off along x
+                side = math.copysign(1.0, pad.cx)
+                traces.append(Box(side * (abs(pad.cx) + pad.hw + 22), pad.cy + rng.uniform(-0.4, 0.4) * pad.hh, 22, width))
+            else:
+                side = math.copysign(1.0, pad.cy)
+                traces.append(Box(pad.cx, side * (abs(pad.cy) + pad.hh + 22), width, 22))
+    corners = rng.permutation([(-1, -1), (-1, 1), (1, -1), (1, 1)])[: int(rng.integers(0, 3))]
+    vias = tuple((float(sx * rng.uniform(21, 27)), float(sy * rng.uniform(21, 27)), float(rng.uniform(1.8, 2.4)))
+                 for sx, sy in corners)
+    neighbour_pads, neighbour_body = (), None
+    if comp.two_terminal and rng.random() < 0.5:
+        side = float(rng.choice([-1, 1]))
+        pad = footprint.pads[1]
+        gap, hh = rng.uniform(3.5, 6.0), 4.5
+        y = side * (pad.hh + gap + hh)
+        neighbour_pads = (Box(-pad.cx, y, pad.hw, hh), Box(pad.cx, y, pad.hw, hh))
+        neighbour_body = Box(0, y + side * 1.0, pad.cx - pad.hw * 0.3, hh)
+    neighbour_colour = _BLACK_BODY if rng.random() < 0.5 else (0.68, 0.56, 0.40)
+    return Board(
+        name=name,
+        mask=mask,
+        thickness=rng.normal(0, 1, (9, 9)).astype(np.float32),
+        grain=rng.normal(0, 1, (64, 64)).astype(np.float32),
+        weave=(float(rng.uniform(3.5, 5.0)), float(rng.uniform(0, 2 * math.pi)), float(rng.uniform(0, 2 * math.pi))),
+        traces=tuple(traces),
+        vias=vias,
+        neighbour_pads=neighbour_pads,
+        neighbour_body=neighbour_body,
+        neighbour_colour=neighbour_colour,
+    )
+
+
+def design_scene(comp_name: str, board_name: str, rng: np.random.Generator) -> Scene:
+    """A defect-free scene: one board location, its part nominally placed, nominal solder."""
+    comp = COMPONENT_TYPES[comp_name]
+    footprint, part = comp.build(float(rng.uniform(0.9, 1.1)))
+    board = design_board(board_name, footprint, comp, rng)
+    # Part colours and marking contrast vary between lots; golden and test share the lot.
+    tint = rng.uniform(0.92, 1.08)
+    part = Part(part.body, part.height, tuple(min(1.0, c * tint) for c in part.colour), part.cylinder,
+                part.terminals, part.marks)
+    solder = tuple(float(rng.uniform(0.9, 1.1)) for _ in footprint.pads)
+    return Scene(comp, footprint, part, board, int(rng.integers(0, 4)), solder,
+                 mark_strength=float(rng.uniform(0.6, 1.0)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Rasterisation
+# --------------------------------------------------------------------------------------------------
+
+
+def _unit(x):
+    """Clamp to [0, 1] (np.clip's Python wrapper costs more than the work on small windows)."""
+    return np.minimum(np.maximum(x, 0.0), 1.0)
+
+
+def _box_coverage(u, v, hw: float, hh: float, soft: float) -> np.ndarray:
+    """Soft-edged coverage of an axis-aligned box centred at (0, 0) in local coordinates (u, v):
+    a one-``soft``-wide ramp across each edge."""
+    k = 1.0 / soft
+    return _unit(np.minimum(hw * k + 0.5 - np.abs(u) * k, hh * k + 0.5 - np.abs(v) * k))
+
+
+def _ellipse_coverage(u, v, rx: float, ry: float, soft: float) -> np.ndarray:
+    r = np.sqrt((u * (1 / rx)) ** 2 + (v * (1 / ry)) ** 2)
+    k = min(rx, ry) / soft
+    return _unit(k + 0.5 - r * k)
+
+
+def _coverage(u, v, boxes: Sequence[Box], disk: bool, soft: float) -> np.ndarray:
+    """Coverage of unrotated boxes (or ellipses) given in the frame of (u, v)."""
+    shape = _ellipse_coverage if disk else _box_coverage
+    cover = None
+    for b in boxes:
+        c = shape(u - b.cx, v - b.cy, b.hw, b.hh, soft)
+        cover = c if cover is None else np.maximum(cover, c)
+    return cover
+
+
+def _outside_distance(u: np.ndarray, v: np.ndarray, hw: float, hh: float) -> np.ndarray:
+    """Euclidean distance from the box (0 inside)."""
+    return np.hypot(np.maximum(np.abs(u) - hw, 0), np.maximum(np.abs(v) - hh, 0))
+
+
+def _local(x: np.ndarray, y: np.ndarray, box: Box) -> tuple[np.ndarray, np.ndarray]:
+    dx, dy = x - box.cx, y - box.cy
+    if not box.angle:
+        return dx, dy
+    c, s = math.cos(math.radians(box.angle)), math.sin(math.radians(box.angle))
+    return dx * c + dy * s, -dx * s + dy * c
+
+
+def _value_noise(x: np.ndarray, y: np.ndarray, grid: np.ndarray, cell: float) -> np.ndarray:
+    """Bilinear interpolation of a random grid (``cell`` scene units per step) centred on the origin."""
+    rows, cols = grid.shape
+    fx = np.clip(x * (1.0 / cell) + (cols - 1) / 2, 0, cols - 1.001)
+    fy = np.clip(y * (1.0 / cell) + (rows - 1) / 2, 0, rows - 1.001)
+    ix, iy = fx.astype(np.int32), fy.astype(np.int32)
+    tx, ty = fx - ix, fy - iy
+    index = iy * cols + ix
+    flat = grid.ravel()
+    top = flat.take(index) * (1 - tx) + flat.take(index + 1) * tx
+    bottom = flat.take(index + cols) * (1 - tx) + flat.take(index + cols + 1) * tx
+    return top * (1 - ty) + bottom * ty
+
+
+_ALBEDO, _SPEC, _HEIGHT = slice(0, 3), 3, 4  # channels of Canvas.surf
+
+
+class Canvas:
+    """Supersampled surfaces of one or more images of the same board location (one per camera):
+    ``surf[k, row, col]`` = (albedo r, g, b, specularity, height); ``x``, ``y`` = design-frame
+    coordinates of each pixel. Primitives are drawn in windows (``window``) around them."""
+
+    def __init__(self, image_size: int, cameras: Sequence[Camera], orientation: int):
+        n = image_size * SUPERSAMPLE
+        self.n = n
+        self.unit = REFERENCE_SIZE / n  # scene units per supersampled pixel
+        self.soft = self.unit
+        self.cameras = tuple(cameras)
+        self.turns = orientation % 4
+        self.scale = REFERENCE_SIZE / image_size
+        t = ((np.arange(n, dtype=np.float32) + 0.5) * self.unit - REFERENCE_SIZE / 2).astype(np.float32)
+        gx, gy = np.meshgrid(t, t)
+        # Per camera: cos, sin of its rotation and its shift in scene units.
+        self._poses = [(math.cos(math.radians(cam.rotation_deg)), math.sin(math.radians(cam.rotation_deg)),
+                        cam.shift_x * self.scale, cam.shift_y * self.scale) for cam in self.cameras]
+        xs, ys = [], []
+        for c, s, shift_x, shift_y in self._poses:
+            bx = c * gx - s * gy + shift_x
+            by = s * gx + c * gy + shift_y
+            x, y = ((bx, by), (by, -bx), (-bx, -by), (-by, bx))[self.turns]  # board -> footprint frame
+            xs.append(x)
+            ys.append(y)
+        self.x, self.y = np.stack(xs), np.stack(ys)
+        self.surf = np.zeros((len(self.cameras), n, n, 5), np.float32)
+
+    def image(self, index: int) -> Canvas:
+        """A view of one image (shares the arrays)."""
+        view = object.__new__(Canvas)
+        view.__dict__.update(self.__dict__)
+        view.cameras = self.cameras[index : index + 1]
+        view._poses = self._poses[index : index + 1]
+        view.x, view.y = self.x[index : index + 1], self.y[index : index + 1]
+        view.surf = self.surf[index : index + 1]
+        return view
+
+    def window(self, cx: float, cy: float, radius: float) -> tuple[slice, slice, slice] | None:
+        """Index of the pixels that can hold design points within ``radius`` of (cx, cy), over all
+        cameras; None when off-image."""
+        bx, by = ((cx, cy), (-cy, cx), (-cx, -cy), (cy, -cx))[self.turns]  # footprint -> board frame
+        r = radius + 2 * self.unit
+        lo_x = lo_y = math.inf
+        hi_x = hi_y = -math.inf
+        for c, s, shift_x, shift_y in self._poses:
+            ox, oy = bx - shift_x, by - shift_y
+            gx, gy = c * ox + s * oy, -s * ox + c * oy
+            lo_x, hi_x = min(lo_x, gx - r), max(hi_x, gx + r)
+            lo_y, hi_y = min(lo_y, gy - r), max(hi_y, gy + r)
+        to_px = lambda value: (value + REFERENCE_SIZE / 2) / self.unit
+        c0, c1 = max(int(to_px(lo_x)), 0), min(int(math.ceil(to_px(hi_x))), self.n)
+        r0, r1 = max(int(to_px(lo_y)), 0), min(int(math.ceil(to_px(hi_y))), self.n)
+        if c0 >= c1 or r0 >= r1:
+            return None
+        return slice(None), slice(r0, r1), slice(c0, c1)
+
+    def paint(self, win, alpha: np.ndarray, colour: RGB, spec: float | None = None,
+              height: float | np.ndarray | None = None, add_height: np.ndarray | None = None) -> None:
+        """Blend a layer with coverage ``alpha`` into the window: colour, specularity, height
+        (``add_height``: relief added as is, already weighted by the caller's coverage)."""
+        surf = self.surf[win]
+        values = [*colour]
+        if spec is not None:
+            values.append(spec)
+            if height is not None and not isinstance(height, np.ndarray):
+                values.append(height)
+                height = None
+        channels = surf[..., : len(values)]
+        channels += (np.asarray(values, np.float32) - channels) * alpha[..., None]
+        if height is not None:
+            relief = surf[..., _HEIGHT]
+            relief += (height - relief) * alpha
+        if add_height is not None:
+            surf[..., _HEIGHT] += add_height
+
+    def mark(self, mark: Mark, material: Material, height: float | None = None) -> None:
+        """A mark in the design frame (silkscreen, pads, traces)."""
+        bounds = _bounds(mark.boxes)
+        win = self.window(bounds.cx, bounds.cy, bounds.radius)
+        if win is not None:
+            alpha = _coverage(self.x[win], self.y[win], mark.boxes, mark.disk, self.soft)
+            self.paint(win, alpha, mark.colour, material.spec, height)
+
+    def box(self, box: Box, material: Material, height: float | None = None, disk: bool = False) -> None:
+        self.mark(Mark((box,), material.colour, disk), material, height)
+
+
+# --------------------------------------------------------------------------------------------------
+# Drawing
+# --------------------------------------------------------------------------------------------------
+
+
+def _draw_board(canvas: Canvas, board: Board, footprint: Footprint) -> None:
+    # Texture is sampled once per output pixel (box filtering would average finer samples anyway).
+    x, y = canvas.x[:, ::SUPERSAMPLE, ::SUPERSAMPLE], canvas.y[:, ::SUPERSAMPLE, ::SUPERSAMPLE]
+    period, phase_x, phase_y = board.weave
+    k = 2 * math.pi / period
+    weave = np.sin(x * k + phase_x) * np.sin(y * k + phase_y)
+    grain = _value_noise(x, y, board.grain, 1.3)
+    shade = 1 + 0.07 * _value_noise(x, y, board.thickness, 11.0) + 0.05 * grain + 0.04 * weave
+    upsample = lambda a: a.repeat(SUPERSAMPLE, 1).repeat(SUPERSAMPLE, 2)
+    canvas.surf[..., _ALBEDO] = np.asarray(board.mask, np.float32) * upsample(shade)[..., None]
+    canvas.surf[..., _SPEC] = 0.12
+    canvas.surf[..., _HEIGHT] = upsample(0.10 * weave + 0.06 * grain)
+    copper = Material(tuple(min(1.0, c * 1.45 + 0.03) for c in board.mask), 0.18)  # traces under the mask
+    if board.traces:
+        canvas.mark(Mark(board.traces, copper.colour), copper, height=0.35)
+    for vx, vy, r in board.vias:
+        canvas.box(Box(vx, vy, r, r), PAD, height=0.35, disk=True)
+        canvas.box(Box(vx, vy, r * 0.45, r * 0.45), VIA_HOLE, height=-0.5, disk=True)
+    for silk in footprint.silk:
+        canvas.mark(Mark(silk.boxes, SILK.colour, silk.disk), SILK, height=0.25)
+    for pads in (footprint.pads, board.neighbour_pads):
+        if pads:
+            canvas.mark(Mark(pads, PAD.colour), PAD, height=0.3)
+    for pad in board.neighbour_pads:
+        _draw_dome(canvas, pad, 1.0)
+    if board.neighbour_body is not None:
+        canvas.box(board.neighbour_body, Material(board.neighbour_colour, 0.05), height=4.0)
+
+
+def _draw_dome(canvas: Canvas, pad: Box, amount: float) -> None:
+    """Reflowed solder on a pad with nothing to wet: a flat dome over the pad."""
+    if amount <= 0.02:
+        return
+    win = canvas.window(pad.cx, pad.cy, pad.radius)
+    if win is None:
+        return
+    u, v = _local(canvas.x[win], canvas.y[win], pad)
+    inside = np.minimum(pad.hw - np.abs(u), pad.hh - np.abs(v))
+    profile = _unit(inside * (1 / 2.2)) ** 0.6
+    dome_height = 0.3 + 1.2 * min(amount, 2.5)
+    alpha = _unit(inside * (1 / canvas.soft) + 0.5) * min(1.0, 0.5 + amount)
+    canvas.paint(win, alpha, SOLDER.colour, SOLDER.spec, 0.3 + dome_height * profile)
+
+
+def _component_frame(canvas: Canvas, scene: Scene, win) -> tuple[np.ndarray, np.ndarray]:
+    """Design-frame pixels -> component frame (placement shift/rotation, 180-degree flip)."""
+    x, y = canvas.x[win] - scene.dx, canvas.y[win] - scene.dy
+    c, s = math.cos(math.radians(scene.angle)), math.sin(math.radians(scene.angle))
+    u, v = x * c + y * s, y * c - x * s
+    return (-u, -v) if scene.flipped else (u, v)
+
+
+def _wetting_terminals(scene: Scene) -> dict[int, list[Terminal]]:
+    """Terminals that wet each pad (none for a missing part or a lifted tombstone end)."""
+    wetting: dict[int, list[Terminal]] = {}
+    if not scene.present:
+        return wetting
+    for index, terminal in enumerate(scene.part.terminals):
+        if scene.lift_deg > 0 and index == scene.lift_terminal:
+            continue
+        wetting.setdefault(terminal.pad, []).append(terminal)
+    return wetting
+
+
+def _draw_solder(canvas: Canvas, scene: Scene) -> None:
+    wetting = _wetting_terminals(scene)
+    for pad_index, pad in enumerate(scene.footprint.pads):
+        amount = scene.solder[pad_index]
+        terminals = wetting.get(pad_index)
+        if not terminals:
+            _draw_dome(canvas, pad, amount)
+            continue
+        spill = 1.6 * max(amount - 1.0, 0.0)  # excess solder runs over the pad edge
+        win = canvas.window(pad.cx, pad.cy, pad.radius + spill)
+        if win is None:
+            continue
+        pu, pv = _local(canvas.x[win], canvas.y[win], pad)
+        region = _box_coverage(pu, pv, pad.hw + spill, pad.hh + spill, canvas.soft + spill * 0.5)
+        u, v = _component_frame(canvas, scene, win)
+        height = None
+        for terminal in terminals:
+            c = terminal.contact
+            distance = _outside_distance(u - c.cx, v - c.cy, c.hw, c.hh)
+            length = terminal.fillet * (0.3 + 0.7 * min(amount, 2.2))
+            top = terminal.wet_height * min(0.25 + 0.6 * amount, 1.5)
+            exponent = 1.5 / (amount + 0.25)  # concave when lean, bulging when excessive
+            fillet = top * np.maximum(1 - distance * (1 / length), 0.0) ** exponent
+            height = fillet if height is None else np.maximum(height, fillet)
+        alpha = region * np.minimum(height * 4.0, 1.0)
+        canvas.paint(win, alpha, SOLDER.colour, SOLDER.spec, 0.3 + height)
+    for bridge in scene.bridges:
+        win = canvas.window(bridge.cx, bridge.cy, bridge.radius)
+        if win is None:
+            continue
+        u, v = _local(canvas.x[win], canvas.y[win], bridge)
+        across = np.sqrt(np.maximum(1 - (v * (1 / bridge.hh)) ** 2, 0.0))
+        alpha = _box_coverage(u, v, bridge.hw, bridge.hh, canvas.soft)
+        canvas.paint(win, alpha, SOLDER.colour, SOLDER.spec, 0.3 + 1.6 * bridge.hh * across)
+
+
+def _lift(scene: Scene, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tombstone geometry seen from above: the body is foreshortened towards the anchored end.
+
+    Returns the body-frame u of each pixel, the height the lift adds there, and the mask of the
+    lifted end face (the terminal's end face turned towards the camera)."""
+    body = scene.part.body
+    alpha = math.radians(scene.lift_deg)
+    side = 1.0 if scene.part.terminals[scene.lift_terminal].contact.cx > 0 else -1.0
+    anchor = -side * body.hw
+    along = (u - anchor) * side  # distance from the anchored end towards the lifted end
+    cos_a = max(math.cos(alpha), 0.05)
+    body_u = anchor + side * (np.maximum(along, 0.0) / cos_a + np.minimum(along, 0.0))
+    rise = np.maximum(along, 0.0) * math.tan(min(alpha, math.radians(85)))
+    rise = np.minimum(rise, 2 * body.hw * math.sin(alpha))
+    projected = 2 * body.hw * cos_a
+    face = (along > projected) & (along < projected + scene.part.height * math.sin(alpha))
+    return body_u, rise, face
+
+
+@dataclass
+class _Frame:
+    """Component-frame coordinates of one window of the canvas."""
+
+    win: tuple[slice, slice, slice]
+    u: np.ndarray
+    v: np.ndarray
+    body_u: np.ndarray  # u on the (possibly tombstoned) body
+    rise: np.ndarray | float  # height added by a tombstone lift
+
+
+class _PartFrames:
+    """Windows around the part's primitives (the whole part once when tombstoned, since the lift
+    moves geometry along the body)."""
+
+    def __init__(self, canvas: Canvas, scene: Scene):
+        self.canvas, self.scene = canvas, scene
+        self.lifted = scene.lift_deg > 0
+        self.face: np.ndarray | None = None
+        self._whole: _Frame | None = None
+        if self.lifted:
+            part = scene.part
+            win = canvas.window(scene.dx, scene.dy, part.radius + 2 * part.height + 2)
+            if win is not None:
+                u, v = _component_frame(canvas, scene, win)
+                body_u, rise, self.face = _lift(scene, u)
+                self._whole = _Frame(win, u, v, body_u, rise)
+
+    def around(self, box: Box, margin: float = 0.0) -> _Frame | None:
+        if self.lifted:
+            return self._whole
+        scene = self.scene
+        cx, cy = (-box.cx, -box.cy) if scene.flipped else (box.cx, box.cy)
+        c, s = math.cos(math.radians(scene.angle)), math.sin(math.radians(scene.angle))
+        win = self.canvas.window(scene.dx + c * cx - s * cy, scene.dy + s * cx + c * cy, box.radius + margin)
+        if win is None:
+            return None
+        u, v = _component_frame(self.canvas, scene, win)
+        return _Frame(win, u, v, u, 0.0)
+
+
+def _draw_part(canvas: Canvas, scene: Scene) -> None:
+    part = scene.part
+    frames = _PartFrames(canvas, scene)
+    soft = canvas.soft
+
+    def profile(frame: _Frame, box: Box, top: float) -> np.ndarray | float:
+        if not part.cylinder:
+            return top
+        return top * np.sqrt(np.maximum(1 - ((frame.v - box.cy) * (1 / (box.hh * 1.05))) ** 2, 0.04))
+
+    def paint(boxes: tuple[Box, ...], colour: RGB, spec: float, top: float | None, disk: bool = False):
+        bounds = _bounds(boxes)
+        frame = frames.around(bounds)
+        if frame is not None:
+            cover = _coverage(frame.body_u, frame.v, boxes, disk, soft)
+            canvas.paint(frame.win, cover, colour, spec, None if top is None else profile(frame, bounds, top) + frame.rise)
+
+    leads = tuple(t.lead for t in part.terminals if t.lead is not None)
+    if leads and (frame := frames.around(_bounds(leads))) is not None:
+        # Gull-wing leads (all alike): slope down from mid-body height, then the flat foot.
+        first = part.terminals[0]
+        slope_len = 2 * (first.lead.hh - first.contact.hh)
+        outward = _unit((np.abs(frame.v) - (abs(first.lead.cy) - first.lead.hh)) * (1 / slope_len))
+        knee = part.height * 0.45
+        cover = _coverage(frame.u, frame.v, leads, False, soft)
+        canvas.paint(frame.win, cover, METAL.colour, METAL.spec, knee + (first.height - knee) * outward)
+    for terminal in part.terminals:
+        if terminal.lead is None and not terminal.over_body:
+            paint((terminal.contact,), METAL.colour, METAL.spec, terminal.height)
+    paint((part.body,), part.colour, 0.08, part.height)
+    for mark in part.marks:
+        colour = mark.colour
+        if mark.polarity:
+            colour = tuple(b + (m - b) * scene.mark_strength for b, m in zip(part.colour, mark.colour))
+        paint(mark.boxes, colour, 0.05, part.height + mark.height if mark.height else None, disk=mark.disk)
+    for terminal in part.terminals:
+        if terminal.over_body:
+            paint((terminal.contact,), METAL.colour, METAL.spec, terminal.height)
+    if frames.face is not None:  # the lifted end face, turned towards the camera
+        frame, body = frames.around(part.body), part.body
+        cover = frames.face * _box_coverage(0.0, frame.v - body.cy, 1.0, body.hh, soft)
+        canvas.paint(frame.win, cover, METAL.colour, METAL.spec, 2 * body.hw * math.sin(math.radians(scene.lift_deg)))
+    # Excess solder climbs over the contacts.
+    for index, terminal in enumerate(part.terminals):
+        amount = scene.solder[terminal.pad]
+        if amount <= 1.3 or (frames.lifted and index == scene.lift_terminal):
+            continue
+        c = terminal.contact
+        frame = frames.around(c, margin=c.radius * 0.3)
+        if frame is None:
+            continue
+        cover = min(1.0, (amount - 1.3) / 0.7)
+        du, dv = (frame.u - c.cx) * (1 / (c.hw * 1.25)), (frame.v - c.cy) * (1 / (c.hh * 1.15))
+        inside = 1 - du * du - dv * dv
+        alpha = _unit(inside * (min(c.hw, c.hh) / soft) + 0.5) * cover
+        bulge = np.sqrt(np.maximum(inside, 0.0))
+        canvas.paint(frame.win, alpha, SOLDER.colour, SOLDER.spec,
+                     terminal.height * profile(frame, c, 1.0) + 1.2 * cover * bulge)
+
+
+def _draw_blobs(canvas: Canvas, blobs: Sequence[Blob]) -> None:
+    for blob in blobs:
+        box = blob.box
+        win = canvas.window(box.cx, box.cy, box.radius + blob.soft)
+        if win is None:
+            continue
+        u, v = _local(canvas.x[win], canvas.y[win], box)
+        soft = max(canvas.soft, blob.soft)
+        cover = (_ellipse_coverage(u, v, box.hw, box.hh, soft) if blob.round
+                 else _box_coverage(u, v, box.hw, box.hh, soft))
+        canvas.paint(win, cover * blob.alpha, blob.colour, blob.spec, add_height=blob.height * cover)
+
+
+def _draw_scene(canvas: Canvas, scene: Scene) -> None:
+    """Everything of a scene above the bare board."""
+    _draw_solder(canvas, scene)
+    if scene.present:
+        _draw_part(canvas, scene)
+    _draw_blobs(canvas, scene.blobs)
+
+
+# --------------------------------------------------------------------------------------------------
+# Lights
+# --------------------------------------------------------------------------------------------------
+
+LIGHT_TINT: dict[str, RGB] = {  # the monochrome lights' colour cast
+    "LowAngleLight": (0.80, 0.90, 1.00),
+    "SolderLight": (1.00, 0.95, 0.86),
+    "UniformLight": (0.97, 0.98, 1.00),
+}
+_LOW_ANGLE_DIRECTION = (-0.7071, -0.7071)  # towards the directional source (top-left)
+_SHADOW_SLOPE = 0.45  # tan of the directional source's elevation
+
+
+def _cast_shadow(height: np.ndarray, unit: float) -> np.ndarray:
+    """1 where something between the pixel and the top-left low source is tall enough to block it."""
+    shadow = np.zeros_like(height)
+    for step in (2, 4, 7, 11):
+        blocker = height.copy()
+        blocker[:, step:, step:] = height[:, :-step, :-step]
+        distance = step * unit * math.sqrt(2)
+        shadow = np.maximum(shadow, _unit((blocker - height - distance * _SHADOW_SLOPE) * (1 / 0.6)))
+    return shadow
+
+
+def shade(light: str, canvas: Canvas) -> np.ndarray:
+    """The supersampled images [k, H, W(, 3)] of a rasterised canvas under ``light`` (0..255):
+    colour for WhiteLight, one channel (to be tinted with ``LIGHT_TINT``) for the others."""
+    height = np.ascontiguousarray(canvas.surf[..., _HEIGHT])
+    gy, gx = np.gradient(height, canvas.unit, axis=(1, 2))
+    slope2 = gx * gx + gy * gy
+    flat = 1.0 / (1.0 + slope2 * 25.0)  # coaxial reflection from flat surfaces
+    albedo, spec = canvas.surf[..., _ALBEDO], canvas.surf[..., _SPEC]
+    if light == "WhiteLight":
+        nz = 1.0 / np.sqrt(1.0 + slope2)
+        diffuse = albedo * ((0.72 + 0.28 * nz) * (1 - 0.35 * spec))[..., None]
+        return 255.0 * (diffuse + (0.45 * spec * flat)[..., None] + 0.02)
+    lum = albedo @ _LUMA
+    if light == "UniformLight":
+        value = 0.93 * lum + 0.03
+    elif light == "SolderLight":
+        slope = np.sqrt(slope2)
+        ring = np.exp(-((slope - 0.8) * (1 / 0.45)) ** 2)
+        value = 0.22 * lum + spec * (0.78 * flat + 0.55 * ring) + 0.02
+    elif light == "LowAngleLight":
+        slope = np.sqrt(slope2)
+        edge = slope / (slope + 0.9)
+        lx, ly = _LOW_ANGLE_DIRECTION
+        facing = np.maximum(0.12 - (gx * lx + gy * ly) * 0.6, 0.0) / np.sqrt(1.0 + slope2)
+        shadow = _cast_shadow(height, canvas.unit)
+        value = (0.10 * lum + (0.35 + 0.45 * lum + 0.25 * spec) * edge + 0.45 * facing) * (1 - 0.55 * shadow) + 0.02
+    else:
+        raise ValueError(f"unknown light {light!r}; expected one of {', '.join(LIGHTS)}")
+    return 255.0 * value
+
+
+def downsample(image: np.ndarray) -> np.ndarray:
+    """Box-filter supersampled images [k, H, W(, C)] to the output size (anti-aliasing)."""
+    total = image[:, 0::2, 0::2] + image[:, 1::2, 0::2]
+    total += image[:, 0::2, 1::2]
+    total += image[:, 1::2, 1::2]
+    return total * 0.25
+
+
+def render_pair(golden: Scene, test: Scene, cameras: tuple[Camera, Camera], image_size: int,
+                lights: Sequence[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Golden and test images of one board location: {light: float32 [size, size, 3], 0..255} each.
+
+    The two scenes must share the board and footprint (one location on two boards); the board is
+    rasterised once for both cameras."""
+    if golden.board is not test.board or golden.footprint is not test.footprint or golden.orientation != test.orientation:
+        raise ValueError("golden and test scenes must share the board, footprint and orientation")
+    canvas = Canvas(image_size, cameras, golden.orientation)
+    _draw_board(canvas, golden.board, golden.footprint)
+    for index, scene in enumerate((golden, test)):
+        _draw_scene(canvas.image(index), scene)
+    pair: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] = ({}, {})
+    for light in lights:
+        images = downsample(shade(light, canvas))
+        if images.ndim == 3:
+            images = images[..., None] * np.asarray(LIGHT_TINT[light], np.float32)
+        for index in range(2):
+            pair[index][light] = images[index]
+    return pair

@@ -1,0 +1,697 @@
+"""The embedded demo AOI workspace in TAO's layout, with deliberate, documented distribution gaps.
+
+``generate_workspace(out_dir, DemoConfig.from_preset("default", seed=7))`` (or ``aoideft demo --out
+DIR``) writes::
+
+    specs/baseline_spec.yaml                    TAO keys; dataset paths relative to the workspace
+    train/base/training_set.csv                 small base training set
+    train/base/validation_set.csv               follows the base distribution + half the gap rate
+    kpi/testing_set.csv                         KPI test set (full gap content)
+    augmentation/mining_pool/mining_pool.csv    larger labelled mining pool (full gap content)
+    augmentation/synthetic/{reconstructed_image,original_image}/<object_name>_<light>.jpg + manifest.csv
+    images/<split>/<board>/{test,golden}/<object_name>_<light>.jpg
+    demo_truth.csv                              per-row ground truth (NOT a training CSV)
+    demo_manifest.json, DEMO_GAPS.md            sizes, counts and the gap definitions
+
+Every split is planned exactly (label, component type and nuisance counts by largest remainder,
+then shuffled) and every row is rendered from its own generator ``default_rng([seed, split_id,
+row])``, so the output is bitwise identical for one seed and config whatever the worker count. The
+workspace is generated in ``<out>.tmp-XXXX`` and renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import io
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import yaml
+
+from .. import fsutil
+from ..errors import InputError
+from . import defects, scene
+
+PASS_LABEL = defects.PASS_LABEL
+LIGHT_ORDER = ("SolderLight", "UniformLight", "LowAngleLight", "WhiteLight")  # --lights N takes the first N
+IMAGE_EXT = ".jpg"
+IMAGES_DIR = "images"
+SPEC_PATH = "specs/baseline_spec.yaml"
+TRUTH_PATH = "demo_truth.csv"
+MANIFEST_PATH = "demo_manifest.json"
+GAPS_DOC_PATH = "DEMO_GAPS.md"
+SYNTHETIC_DIR = "augmentation/synthetic"
+SYNTHETIC_TEST_DIR, SYNTHETIC_GOLDEN_DIR = "reconstructed_image", "original_image"
+CSV_COLUMNS = ("input_path", "golden_path", "label", "object_name", "boardname", "comp_name", "comp_type_1",
+               "part_type", "number_of_pins")
+_PLAN_STREAM = 1000  # first-level seed word of the split plans (row streams use the split id there)
+_CHUNK_ROWS = 40
+
+
+# --------------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    seed: int = 7
+    preset: str = "default"
+    lights: int = 2  # the first N of LIGHT_ORDER
+    image_size: int = 64
+    train: int = 300
+    val: int = 200
+    kpi: int = 400
+    pool: int = 1500
+    synthetic_pairs: int = 16
+    pass_share: float = 0.9
+    workers: int = 2  # processes; the output does not depend on it
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> DemoConfig:
+        if name not in PRESETS:
+            raise InputError(f"unknown demo preset {name!r}; choose one of {', '.join(PRESETS)}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise InputError(f"unknown demo setting(s) {unknown}; known: {', '.join(sorted(known))}")
+        config = cls(**{**PRESETS[name], **overrides, "preset": name})
+        config.validate()
+        return config
+
+    @property
+    def light_names(self) -> tuple[str, ...]:
+        return LIGHT_ORDER[: self.lights]
+
+    def split_size(self, split: str) -> int:
+        return {"train": self.train, "val": self.val, "kpi": self.kpi, "pool": self.pool,
+                "synthetic": self.synthetic_pairs}[split]
+
+    def validate(self) -> None:
+        def fail(option: str, why: str) -> InputError:
+            return InputError(f"demo setting --{option.replace('_', '-')} {why}")
+
+        if self.seed < 0:
+            raise fail("seed", f"must be >= 0, got {self.seed}")
+        if not 1 <= self.lights <= len(LIGHT_ORDER):
+            raise fail("lights", f"must be 1 to {len(LIGHT_ORDER)} ({', '.join(LIGHT_ORDER)}), got {self.lights}")
+        if not 16 <= self.image_size <= 512:
+            raise fail("image_size", f"must be 16 to 512 pixels, got {self.image_size}")
+        for split in ("train", "val", "kpi", "pool"):
+            if self.split_size(split) < 10:
+                raise fail(split, f"must be at least 10 rows (for PASS and defect rows), got {self.split_size(split)}")
+        if self.synthetic_pairs < 0:
+            raise fail("synthetic_pairs", f"must be >= 0, got {self.synthetic_pairs}")
+        if not 0.5 <= self.pass_share < 1.0:
+            raise fail("pass_share", f"must be in [0.5, 1), got {self.pass_share}")
+        if self.workers < 1:
+            raise fail("workers", f"must be >= 1, got {self.workers}")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(lights=2, image_size=32, train=60, val=40, kpi=60, pool=120, synthetic_pairs=0, workers=1),
+    "default": dict(lights=2, image_size=64, train=300, val=200, kpi=400, pool=1500, synthetic_pairs=16, workers=2),
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Splits and distribution gaps
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Split:
+    name: str
+    split_id: int  # second seed word of its rows
+    csv: str | None  # CSV path in the workspace (None: synthetic pairs)
+    gap_level: float  # 0 = base-training distribution, 1 = full gap content
+    description: str
+    pass_share: float | None = None  # None: DemoConfig.pass_share
+
+
+SPLITS = (
+    Split("train", 0, "train/base/training_set.csv", 0.0, "base training set"),
+    Split("val", 1, "train/base/validation_set.csv", 0.5, "validation set (AutoML scoring)"),
+    Split("kpi", 2, "kpi/testing_set.csv", 1.0, "KPI test set"),
+    Split("pool", 3, "augmentation/mining_pool/mining_pool.csv", 1.0, "labelled mining pool"),
+)
+SYNTHETIC = Split("synthetic", 4, None, 1.0, "pre-generated synthetic NG/OK pairs", pass_share=0.25)
+
+
+@dataclass(frozen=True)
+class Gap:
+    column: str  # label | comp_type_1 | nuisance
+    value: str
+    share: float  # at gap level 1: share of the defect rows (labels) or of all rows
+    why: str
+
+
+GAPS = (
+    Gap("label", "BRIDGE", 0.15, "solder bridges appear after a stencil change; the base set predates it"),
+    Gap("label", "TOMBSTONE", 0.15, "tombstones come with a new reflow profile; none were collected for the base set"),
+    Gap("comp_type_1", "SOT23", 0.18, "a part type introduced after the base set was collected"),
+    Gap("nuisance", "misreg_large", 0.12, "2-3 px golden/test misregistration from a worn fixture"),
+    Gap("nuisance", "dust", 0.12, "dust and flux specks from a dirtier line"),
+)
+# Shares of the non-gap values (normalised to what the gaps leave).
+BASE_SHARES: dict[str, dict[str, float]] = {
+    "label": {label: 1.0 for label in defects.DEFECT_LABELS if label not in {"BRIDGE", "TOMBSTONE"}},
+    "comp_type_1": {"CHIP_RES": 0.26, "CHIP_CAP": 0.26, "SOIC8": 0.16, "MELF": 0.14, "TANT_CAP": 0.18},
+    "nuisance": {"none": 0.22, "misreg_small": 0.18, "gain_gamma": 0.14, "noise": 0.12, "jpeg": 0.12,
+                 "rotation": 0.11, "placement": 0.11},
+}
+NUISANCE_DESCRIPTIONS = {
+    "none": "only the mild background variation every row has",
+    "misreg_small": "0.8-1.8 px golden/test misregistration",
+    "misreg_large": "2-3 px golden/test misregistration",
+    "gain_gamma": "per-light gain 0.82-1.18 and gamma 0.8-1.25 drift",
+    "noise": "sensor noise sigma 4-9 grey levels",
+    "jpeg": "test image saved at JPEG quality 15-35",
+    "dust": "1-4 dust or flux specks on the test board",
+    "rotation": "0.8-2 degree test image rotation",
+    "placement": "tolerated part placement error up to 1.7 px / 3.5 degrees",
+}
+
+
+def target_shares(column: str, gap_level: float) -> dict[str, float]:
+    """Planned share of each value of ``column`` (labels: among defect rows) at a gap level."""
+    gaps = {g.value: g.share * gap_level for g in GAPS if g.column == column}
+    base = BASE_SHARES[column]
+    rest = 1.0 - sum(gaps.values())
+    shares = {value: weight / sum(base.values()) * rest for value, weight in base.items()}
+    shares.update(gaps)
+    return shares
+
+
+def apportion(shares: dict[str, float], total: int) -> dict[str, int]:
+    """Integer counts summing to ``total`` (largest remainder; ties in ``shares`` order)."""
+    positive = {k: v for k, v in shares.items() if v > 0}
+    norm = sum(positive.values())
+    quotas = {k: total * v / norm for k, v in positive.items()}
+    counts = {k: int(math.floor(q + 1e-9)) for k, q in quotas.items()}
+    by_remainder = sorted(positive, key=lambda k: -(quotas[k] - counts[k]))
+    for key in by_remainder[: total - sum(counts.values())]:
+        counts[key] += 1
+    return {k: counts.get(k, 0) for k in shares}
+
+
+@dataclass(frozen=True)
+class RowPlan:
+    split: str
+    split_id: int
+    index: int
+    label: str
+    comp_type: str
+    nuisance: str
+    board: str
+    comp_name: str
+    object_name: str
+    image_root: str  # workspace-relative root of input_path/golden_path
+    input_path: str
+    golden_path: str
+
+    def csv_row(self) -> dict[str, Any]:
+        comp = scene.COMPONENT_TYPES[self.comp_type]
+        return {"input_path": self.input_path, "golden_path": self.golden_path, "label": self.label,
+                "object_name": self.object_name, "boardname": self.board, "comp_name": self.comp_name,
+                "comp_type_1": self.comp_type, "part_type": comp.part_type, "number_of_pins": comp.pins}
+
+    def gap_content(self) -> list[str]:
+        values = {"label": self.label, "comp_type_1": self.comp_type, "nuisance": self.nuisance}
+        return [f"{g.column}:{g.value}" for g in GAPS if values[g.column] == g.value]
+
+
+def _expand(counts: dict[str, int]) -> list[str]:
+    return [value for value, n in counts.items() for _ in range(n)]
+
+
+def _fix_compatibility(labels: list[str], comps: list[str]) -> None:
+    """Give every defect a component type it is physical for, by swapping types with other rows
+    (keeps the planned counts); a type is replaced only when no swap exists."""
+    types = scene.COMPONENT_TYPES
+    ok = lambda label, comp: label == PASS_LABEL or defects.compatible(label, types[comp])
+    for i, label in enumerate(labels):
+        if ok(label, comps[i]):
+            continue
+        partner = next((j for j in range(len(labels)) if ok(label, comps[j]) and ok(labels[j], comps[i])), None)
+        if partner is None:
+            comps[i] = next(c for c in BASE_SHARES["comp_type_1"] if ok(label, c))
+        else:
+            comps[i], comps[partner] = comps[partner], comps[i]
+
+
+def plan_split(split: Split, config: DemoConfig) -> list[RowPlan]:
+    """The rows of one split: labels, component types and nuisances in their planned numbers."""
+    n = config.split_size(split.name)
+    rng = np.random.default_rng([config.seed, _PLAN_STREAM, split.split_id])
+    pass_share = config.pass_share if split.pass_share is None else split.pass_share
+    n_pass = int(round(n * pass_share))
+    labels = [PASS_LABEL] * n_pass + _expand(apportion(target_shares("label", split.gap_level), n - n_pass))
+    comps = _expand(apportion(target_shares("comp_type_1", split.gap_level), n))
+    nuisances = _expand(apportion(target_shares("nuisance", split.gap_level), n))
+    labels, comps, nuisances = ([values[i] for i in rng.permutation(n)] for values in (labels, comps, nuisances))
+    _fix_compatibility(labels, comps)
+    boards = list(scene.BOARD_STYLES)
+    plans = []
+    for index in range(n):
+        board = boards[int(rng.integers(len(boards)))]
+        comp_name = f"{scene.COMPONENT_TYPES[comps[index]].designator}{int(rng.integers(1, 80))}"
+        if split.csv is None:
+            root, test_dir, golden_dir = SYNTHETIC_DIR, SYNTHETIC_TEST_DIR, SYNTHETIC_GOLDEN_DIR
+        else:
+            root, test_dir, golden_dir = IMAGES_DIR, f"{split.name}/{board}/test", f"{split.name}/{board}/golden"
+        plans.append(RowPlan(split.name, split.split_id, index, labels[index], comps[index], nuisances[index], board,
+                             comp_name, f"{board}_{comp_name}_{split.name}{index:05d}", root, test_dir, golden_dir))
+    return plans
+
+
+# --------------------------------------------------------------------------------------------------
+# Rendering rows
+# --------------------------------------------------------------------------------------------------
+
+
+def _floats(values: Sequence[float]) -> str:
+    return ";".join(f"{v:.4f}" for v in values)
+
+
+def render_row(plan: RowPlan, config: DemoConfig) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """Encoded images ({workspace-relative path: JPEG bytes}) and the ground-truth record of a row."""
+    rng = np.random.default_rng([config.seed, plan.split_id, plan.index])
+    lights = config.light_names
+    base = scene.design_scene(plan.comp_type, plan.board, rng)
+    nuisance = defects.draw_nuisance(plan.nuisance, len(lights), rng)
+    golden, test = defects.pass_pair(base, nuisance, rng)
+    severity, params = None, {}
+    if plan.label != PASS_LABEL:
+        severity = float(rng.uniform(0.0, 1.0))
+        golden, test, params = defects.apply_defect(golden, test, plan.label, severity, rng)
+    images = scene.render_pair(golden, test, (nuisance.golden.camera, nuisance.test.camera), config.image_size, lights)
+    files = {}
+    for rendered, capture, rel_dir in zip(images, (nuisance.golden, nuisance.test), (plan.golden_path, plan.input_path)):
+        for k, light in enumerate(lights):
+            pixels = defects.capture(rendered[light], capture.gains[k], capture.gammas[k], capture.noise_sigma, rng)
+            path = f"{plan.image_root}/{rel_dir}/{plan.object_name}_{light}{IMAGE_EXT}"
+            files[path] = defects.encode_jpeg(pixels, capture.jpeg_quality)
+    camera = nuisance.test.camera
+    truth = {
+        "object_name": plan.object_name,
+        "split": plan.split,
+        "input_path": plan.input_path,
+        "golden_path": plan.golden_path,
+        "label": plan.label,
+        "comp_type_1": plan.comp_type,
+        "boardname": plan.board,
+        "severity": "" if severity is None else round(severity, 4),
+        "defect_params": json.dumps(params, sort_keys=True) if params else "",
+        "nuisance": plan.nuisance,
+        "gap_content": ";".join(plan.gap_content()),
+        "misregistration_px": round(nuisance.misregistration_px, 4),
+        "shift_x_px": round(camera.shift_x, 4),
+        "shift_y_px": round(camera.shift_y, 4),
+        "rotation_deg": round(camera.rotation_deg, 4),
+        "placement_dx": round(test.dx, 4),
+        "placement_dy": round(test.dy, 4),
+        "placement_deg": round(test.angle, 4),
+        "gains": _floats(nuisance.test.gains),
+        "gammas": _floats(nuisance.test.gammas),
+        "noise_sigma": round(nuisance.test.noise_sigma, 4),
+        "jpeg_quality": nuisance.test.jpeg_quality,
+        "specks": len(nuisance.specks),
+        "orientation_deg": 90 * base.orientation,
+    }
+    return files, truth
+
+
+def _render_chunk(plans: list[RowPlan], config: DemoConfig, root: str) -> list[dict[str, Any]]:
+    """Render rows and write their images under ``root`` (a fresh temp workspace; rows never share
+    a file, so workers write directly)."""
+    truths = []
+    for plan in plans:
+        files, truth = render_row(plan, config)
+        for rel, data in files.items():
+            with open(os.path.join(root, rel), "wb") as handle:
+                handle.write(data)
+        truths.append(truth)
+    return truths
+
+
+def _render_all(plans: list[RowPlan], config: DemoConfig, root: Path) -> list[dict[str, Any]]:
+    for directory in sorted({f"{p.image_root}/{d}" for p in plans for d in (p.input_path, p.golden_path)}):
+        (root / directory).mkdir(parents=True, exist_ok=True)
+    chunks = [plans[i : i + _CHUNK_ROWS] for i in range(0, len(plans), _CHUNK_ROWS)]
+    if config.workers == 1 or len(chunks) == 1:
+        return [truth for chunk in chunks for truth in _render_chunk(chunk, config, str(root))]
+    # spawn: workers start clean (no inherited threads from a host process that imported torch).
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(config.workers, len(chunks)), mp_context=context) as pool:
+        results = pool.map(_render_chunk, chunks, [config] * len(chunks), [str(root)] * len(chunks))
+        return [truth for chunk in results for truth in chunk]
+
+
+# --------------------------------------------------------------------------------------------------
+# Spec
+# --------------------------------------------------------------------------------------------------
+
+# The workspace spec: TAO's AOI baseline spec with values for the embedded CPU model. Dataset paths
+# are relative to the workspace root; build_spec fills in the lights and the image size.
+SPEC_TEMPLATE: dict[str, Any] = {
+    "encryption_key": "tlt_encode",
+    "task": "classify",
+    "train": {
+        "resume_training_checkpoint_path": None,
+        "pretrained_model_path": None,
+        "classify": {"loss": "ce", "cls_weight": [1.0, 10.0]},
+        "num_epochs": 10,
+        "num_nodes": 1,
+        "validation_interval": 1,
+        "checkpoint_interval": 5,
+        "optim": {"lr": 1e-3, "optim": "adamw", "policy": "linear", "momentum": 0.9, "weight_decay": 0.01},
+        "results_dir": "${results_dir}/train",
+        "tensorboard": {"enabled": False, "infrequent_logging_frequency": 1},
+    },
+    "results_dir": "results",
+    "model": {
+        "backbone": {"type": "fan_tiny_8_p4_hybrid", "pretrained_backbone_path": None, "freeze_backbone": False},
+        "classify": {"train_margin_euclid": 2.0, "eval_margin": 0.3, "embedding_vectors": 5, "embed_dec": 30,
+                     "difference_module": "learnable", "learnable_difference_modules": 4},
+        "decode_head": {"feature_strides": [4, 8, 16, 32]},
+    },
+    "dataset": {
+        "classify": {
+            "train_dataset": {"csv_path": SPLITS[0].csv, "images_dir": IMAGES_DIR},
+            "validation_dataset": {"csv_path": SPLITS[1].csv, "images_dir": IMAGES_DIR},
+            "test_dataset": {"csv_path": SPLITS[1].csv, "images_dir": IMAGES_DIR},
+            "infer_dataset": {"csv_path": SPLITS[2].csv, "images_dir": IMAGES_DIR},
+            "image_ext": IMAGE_EXT,
+            "batch_size": 32,
+            "workers": 0,
+            "fpratio_sampling": 0.2,
+            "num_input": 2,
+            "input_map": {"SolderLight": 0, "UniformLight": 1},
+            "concat_type": "linear",
+            "grid_map": {"x": 2, "y": 2},
+            "image_width": 64,
+            "image_height": 64,
+            "augmentation_config": {
+                "rgb_input_mean": [0.485, 0.456, 0.406],
+                "rgb_input_std": [0.229, 0.224, 0.225],
+                "random_flip": {"vflip_probability": 0.5, "hflip_probability": 0.5, "enable": True},
+                "random_rotate": {"rotate_probability": 0.5, "angle_list": [90, 180, 270], "enable": True},
+                "random_color": {"brightness": 0.1, "contrast": 0.1, "saturation": 0.1, "hue": 0.1, "enable": True},
+                "with_scale_random_crop": {"enable": False},
+                "with_random_crop": False,
+                "with_random_blur": False,
+                "augment": True,
+            },
+            "num_classes": 2,
+        }
+    },
+    "evaluate": {"checkpoint": "", "trt_engine": "", "batch_size": "${dataset.classify.batch_size}"},
+    "inference": {"checkpoint": "", "trt_engine": "", "batch_size": "${dataset.classify.batch_size}"},
+    "export": {
+        "gpu_id": 0,
+        "checkpoint": "",
+        "onnx_file": "${results_dir}/export/changenet-classify.onnx",
+        "input_width": 64,
+        "input_height": 64,
+        "batch_size": "${dataset.classify.batch_size}",
+    },
+}
+SPEC_HEADER = """\
+# Visual ChangeNet (classify) spec of the aoideft demo workspace, in TAO's keys.
+# Dataset csv_path/images_dir are relative to the workspace root (the directory holding specs/);
+# resolve them there (aoideft does), or replace them with absolute paths for TAO itself.
+# model.backbone.type is a TAO enum value; the embedded ChangeNet-lite model replaces the backbone.
+"""
+
+
+def build_spec(config: DemoConfig) -> dict[str, Any]:
+    spec = copy.deepcopy(SPEC_TEMPLATE)
+    classify = spec["dataset"]["classify"]
+    lights = config.light_names
+    classify["input_map"] = {light: i for i, light in enumerate(lights)}
+    classify["num_input"] = len(lights)
+    classify["image_width"] = classify["image_height"] = config.image_size
+    spec["export"]["input_width"] = spec["export"]["input_height"] = config.image_size
+    return spec
+
+
+# --------------------------------------------------------------------------------------------------
+# Manifest and documentation
+# --------------------------------------------------------------------------------------------------
+
+
+def _counts(truths: list[dict[str, Any]], column: str) -> dict[str, int]:
+    values: dict[str, int] = {}
+    for truth in truths:
+        values[truth[column]] = values.get(truth[column], 0) + 1
+    return dict(sorted(values.items()))
+
+
+def build_manifest(config: DemoConfig, truths_by_split: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    splits = {}
+    cells: dict[tuple[str, str, str, str], int] = {}
+    for split, truths in truths_by_split.items():
+        n_pass = sum(t["label"] == PASS_LABEL for t in truths)
+        splits[split] = {
+            "rows": len(truths),
+            "pass": n_pass,
+            "defect": len(truths) - n_pass,
+            "pass_share": round(n_pass / len(truths), 4) if truths else 0.0,
+            "labels": _counts(truths, "label"),
+            "comp_types": _counts(truths, "comp_type_1"),
+            "nuisances": _counts(truths, "nuisance"),
+        }
+        for t in truths:
+            key = (split, t["label"], t["comp_type_1"], t["nuisance"])
+            cells[key] = cells.get(key, 0) + 1
+    all_splits = [*SPLITS, SYNTHETIC]
+    gaps = []
+    for gap in GAPS:
+        levels = {s.name: s.gap_level for s in all_splits if s.name in truths_by_split}
+        gaps.append({
+            "column": gap.column,
+            "value": gap.value,
+            "why": gap.why,
+            "share_of": "defect rows" if gap.column == "label" else "all rows",
+            "target_share": {name: round(gap.share * level, 4) for name, level in levels.items()},
+            "count": {name: sum(t[gap.column] == gap.value for t in truths_by_split[name]) for name in levels},
+        })
+    return {
+        "generator": "aoideft.demo",
+        "seed": config.seed,
+        "preset": config.preset,
+        "config": {k: v for k, v in asdict(config).items() if k != "workers"},
+        "lights": list(config.light_names),
+        "image_size": config.image_size,
+        "image_ext": IMAGE_EXT,
+        "paths": {
+            "spec": SPEC_PATH,
+            "images_dir": IMAGES_DIR,
+            "csv": {s.name: s.csv for s in SPLITS},
+            "synthetic": SYNTHETIC_DIR if config.synthetic_pairs else None,
+            "truth": TRUTH_PATH,
+        },
+        "splits": splits,
+        "gap_levels": {s.name: s.gap_level for s in all_splits},
+        "gaps": gaps,
+        "nuisance_modes": NUISANCE_DESCRIPTIONS,
+        "counts": [{"split": k[0], "label": k[1], "comp_type_1": k[2], "nuisance": k[3], "count": n}
+                   for k, n in sorted(cells.items())],
+    }
+
+
+def gaps_markdown(manifest: dict[str, Any]) -> str:
+    """DEMO_GAPS.md: the workspace layout, the splits and the deliberate distribution gaps."""
+    splits = manifest["splits"]
+    names = list(splits)
+    lines = [
+        "# Demo AOI workspace: splits and deliberate distribution gaps",
+        "",
+        f"Generated by `aoideft demo` (preset `{manifest['preset']}`, seed {manifest['seed']}, "
+        f"{manifest['image_size']}x{manifest['image_size']} px, lights {', '.join(manifest['lights'])}). "
+        "The same seed and settings give bitwise identical CSVs and images.",
+        "",
+        "## Layout",
+        "",
+        f"- `{SPEC_PATH}`: TAO Visual ChangeNet spec; its dataset paths are relative to this workspace root.",
+        *[f"- `{s.csv}`: {s.description} ({splits[s.name]['rows']} rows)" for s in SPLITS],
+        f"- `{IMAGES_DIR}/<split>/<board>/{{test,golden}}/<object_name>_<light>{IMAGE_EXT}`: images of all CSVs "
+        "(one images_dir).",
+    ]
+    if "synthetic" in splits:
+        lines.append(f"- `{SYNTHETIC_DIR}/`: {splits['synthetic']['rows']} pre-generated NG/OK pairs "
+                     f"(`{SYNTHETIC_TEST_DIR}/` = test, `{SYNTHETIC_GOLDEN_DIR}/` = golden, `manifest.csv`).")
+    lines += [
+        f"- `{TRUTH_PATH}`: per-row ground truth (severity, defect parameters, nuisance mode and values). "
+        "It is NOT a training CSV: models must not read it; tests and benchmarks may.",
+        f"- `{MANIFEST_PATH}`: the same facts machine-readable, with counts per split x label x comp_type_1 x nuisance.",
+        "",
+        "## Splits",
+        "",
+        "| split | rows | PASS | defect | PASS share | gap level |",
+        "|---|---:|---:|---:|---:|---:|",
+        *[f"| {n} | {s['rows']} | {s['pass']} | {s['defect']} | {s['pass_share']:.1%} | "
+          f"{manifest['gap_levels'][n]:g} |" for n, s in splits.items()],
+        "",
+        "Gap level 0 is the base-training distribution; 1 is the full gap content of the KPI set and the",
+        "mining pool; validation sits at 0.5 (the base distribution plus about half the KPI rate of gap",
+        "content), so AutoML on validation does not see the KPI failures coming.",
+        "",
+        "## Gaps",
+        "",
+        "Content rare or absent in the base training set but present in the KPI set and the pool, so the",
+        "DEFT loop has real failures to find (RCA) and real rows to mine:",
+        "",
+        "| column | value | share of | " + " | ".join(f"{n} target / count" for n in names) + " | why |",
+        "|---|---|---|" + "---|" * len(names) + "---|",
+    ]
+    for gap in manifest["gaps"]:
+        cells = " | ".join(f"{gap['target_share'][n]:.1%} / {gap['count'][n]}" for n in names)
+        lines.append(f"| {gap['column']} | {gap['value']} | {gap['share_of']} | {cells} | {gap['why']} |")
+    lines += [
+        "",
+        "`label` and `comp_type_1` are CSV columns; the nuisance mode is only in the ground truth.",
+        "",
+        "## Nuisance modes (PASS variation)",
+        "",
+        "Every row (PASS and defect alike) has mild misregistration, rotation, placement, solder-volume,",
+        "gain/gamma and noise variation, and one mode at full strength:",
+        "",
+        *[f"- `{mode}`: {text}" for mode, text in manifest["nuisance_modes"].items()],
+        "",
+        "## Defects",
+        "",
+        "Applied to the scene (so every light shows them), each with a severity in 0..1 (0: just beyond",
+        "the PASS tolerance, subtle; 1: gross): MISSING (paste left on the pads), SHIFT (2.6-8.5 px),",
+        "SKEW (6-22 degrees), TOMBSTONE (12-90 degree lift, two-terminal parts), POLARITY (180 degrees;",
+        "severity = marking contrast; MELF, TANT_CAP, SOIC8), BRIDGE (0.9-3.5 px wide), EXCESS_SOLDER,",
+        "INSUFFICIENT_SOLDER (solder amount 1.45-2.75x / 0.5-0.08x on some terminals), SURFACE_ANOMALY",
+        "(scratch, stain or foreign material).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    """CSV with a header; the stdlib writer keeps the generator free of pandas' import time."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    fsutil.write_text(path, buffer.getvalue())
+
+
+# --------------------------------------------------------------------------------------------------
+# Workspace
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_target(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} exists and is not a directory; choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise InputError(f"{out} exists and is not empty; choose another --out, or pass --force "
+                         "(force=True) to replace it")
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f"{out.name}.old-", dir=out.parent))
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, out)
+
+
+def generate_workspace(out_dir: str | os.PathLike, config: DemoConfig | None = None, *,
+                       force: bool = False) -> dict[str, Any]:
+    """Write the demo workspace to ``out_dir`` (atomically) and return a summary.
+
+    Refuses an existing non-empty ``out_dir`` unless ``force`` (then it is replaced as a whole)."""
+    config = config or DemoConfig()
+    config.validate()
+    out = Path(out_dir).absolute()
+    _check_target(out, force)
+    started = time.perf_counter()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
+    try:
+        os.chmod(tmp, 0o755)
+        splits = [*SPLITS, SYNTHETIC] if config.synthetic_pairs else list(SPLITS)
+        plans = {split.name: plan_split(split, config) for split in splits}
+        truths = _render_all([p for split_plans in plans.values() for p in split_plans], config, tmp)
+        by_split = {name: [t for t in truths if t["split"] == name] for name in plans}
+        for split in SPLITS:
+            _write_csv(tmp / split.csv, [p.csv_row() for p in plans[split.name]], CSV_COLUMNS)
+        if config.synthetic_pairs:
+            manifest_columns = ("object_name", "label", *CSV_COLUMNS[4:])
+            _write_csv(tmp / SYNTHETIC_DIR / "manifest.csv", [p.csv_row() for p in plans["synthetic"]],
+                       manifest_columns)
+        _write_csv(tmp / TRUTH_PATH, truths, list(truths[0]))
+        fsutil.write_text(tmp / SPEC_PATH, SPEC_HEADER + yaml.safe_dump(build_spec(config), sort_keys=False))
+        manifest = build_manifest(config, by_split)
+        fsutil.write_json(tmp / MANIFEST_PATH, manifest)
+        fsutil.write_text(tmp / GAPS_DOC_PATH, gaps_markdown(manifest))
+        _check_target(out, force)  # nothing appeared there meanwhile
+        _move_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {
+        "out_dir": str(out),
+        "seed": config.seed,
+        "preset": config.preset,
+        "lights": list(config.light_names),
+        "image_size": config.image_size,
+        "rows": {name: s["rows"] for name, s in manifest["splits"].items()},
+        "pass_share": {name: s["pass_share"] for name, s in manifest["splits"].items()},
+        "images": sum(s["rows"] for s in manifest["splits"].values()) * 2 * config.lights,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``aoideft demo --out DIR``: generate the embedded demo AOI workspace."""
+    parser = argparse.ArgumentParser(prog="aoideft demo", description=main.__doc__)
+    parser.add_argument("--out", required=True, help="workspace directory to create")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                        help="size preset (tiny: for tests, default: the demo run)")
+    parser.add_argument("--seed", type=int, help="generator seed (default 7)")
+    parser.add_argument("--lights", type=int, help=f"number of lights, taken in the order {', '.join(LIGHT_ORDER)}")
+    parser.add_argument("--image-size", type=int, help="image width = height in pixels")
+    for split in ("train", "val", "kpi", "pool"):
+        parser.add_argument(f"--{split}", type=int, help=f"rows in the {split} split")
+    parser.add_argument("--synthetic-pairs", type=int, help="pre-generated synthetic NG/OK pairs")
+    parser.add_argument("--workers", type=int, help="worker processes (output does not depend on it)")
+    parser.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    args = parser.parse_args(argv)
+    settings = ("seed", "lights", "image_size", "train", "val", "kpi", "pool", "synthetic_pairs", "workers")
+    overrides = {k: getattr(args, k) for k in settings if getattr(args, k) is not None}
+    try:
+        summary = generate_workspace(args.out, DemoConfig.from_preset(args.preset, **overrides), force=args.force)
+    except InputError as exc:
+        print(f"aoideft demo: {exc}", file=sys.stderr)
+        return 2
+    rows = ", ".join(f"{name} {n} ({summary['pass_share'][name]:.0%} PASS)" for name, n in summary["rows"].items())
+    print(f"demo workspace written to {summary['out_dir']} in {summary['seconds']:.1f} s: {rows}; "
+          f"{summary['images']} images; see {GAPS_DOC_PATH}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
