@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,11 +24,15 @@ def ensure_demo_workspace(settings: RunSettings) -> bool:
             f"workspace {settings.workspace} does not exist and demo.generate is false: point "
             "`workspace` at your TAO AOI workspace"
         )
-    from ..demo.workspace import DemoConfig, generate_workspace
-
     print(f"generating the embedded demo workspace ({demo['preset']}, seed {demo['seed']}) "
-          f"into {settings.workspace}")
-    generate_workspace(settings.workspace, DemoConfig.from_preset(demo["preset"], seed=demo["seed"]))
+          f"into {settings.workspace}", flush=True)
+    # A fresh interpreter: the generator's worker processes must not inherit (fork) or re-run
+    # (spawn) a Snakemake script process.
+    subprocess.run(
+        [sys.executable, "-m", "aoideft.cli", "demo", "--out", str(settings.workspace),
+         "--preset", demo["preset"], "--seed", str(demo["seed"])],
+        check=True, stdout=sys.stdout, stderr=sys.stderr,
+    )
     return True
 
 
