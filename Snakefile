@@ -24,6 +24,8 @@ rule all:
         "final_automl/best.pth",
         "best_model.json",
         "DEFT_Loop_Report.html",
+        # The loop's decision files, walked afresh: a deleted iteration is redone from there.
+        deft_finish_inputs,
     default_target: True
 
 

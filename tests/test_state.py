@@ -216,3 +216,15 @@ def test_show_cli(run, capsys):
     assert state.main([str(run[0])]) == 0
     out = capsys.readouterr().out
     assert "baseline" in out and "best: baseline far_pct 6.500%" in out
+
+
+def test_prune_iterations_drops_entries_and_events_of_removed_iterations(tmp_path):
+    state_path, log_path = tmp_path / "deft_state.json", tmp_path / "loop_log.jsonl"
+    state.init_state(state_path, log_path, config=CONFIG, results_dir=tmp_path, kpi_target_far_pct=5.0,
+                     max_iterations=3)
+    for label in ("baseline", "iter1", "iter2"):
+        state.commit_stage(state_path, log_path, iteration=label, stage="evaluate", summary="x",
+                           duration_sec=0.0, fields={"far_pct": 1.0})
+    pruned = state.prune_iterations(state_path, log_path, keep=["baseline", "iter1"])
+    assert set(pruned["iterations"]) == {"baseline", "iter1"}
+    assert {e["iter"] for e in state.read_log(log_path)} == {"baseline", "iter1"}

@@ -333,3 +333,8 @@ def test_augmentation_switches_and_identity_ranges():
     assert torch.equal(colour_off, x)
     with pytest.raises(InputError, match="multiples of 90"):
         augment_pairs(x, x, replace(NONE_ON, rotate_enabled=True, angle_list=(45,)), torch.Generator())
+
+
+def test_spec_paths_resolve_against_the_workspace_root(tmp_path):
+    assert trainer.workspace_root_of(tmp_path / "ws" / "specs" / "baseline_spec.yaml") == (tmp_path / "ws").resolve()
+    assert trainer.workspace_root_of(tmp_path / "elsewhere" / "spec.yaml") == (tmp_path / "elsewhere").resolve()

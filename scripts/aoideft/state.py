@@ -33,7 +33,7 @@ import sys
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from aoideft import fsutil
 from aoideft.errors import InputError
@@ -158,6 +158,22 @@ def commit_stage(state_path: str | Path, log_path: str | Path, *, iteration: str
         state["events"] = _replace_event(state["events"], {
             "ts": now_iso(), "iter": iteration, "stage": stage, "status": status, "summary": summary,
             "duration_sec": round(float(duration_sec), 3)})
+        _write(state_path, Path(log_path), state)
+        return state
+
+
+def prune_iterations(state_path: str | Path, log_path: str | Path, *, keep: Iterable[str]) -> dict:
+    """Drop the entries and log events of iterations not in ``keep``.
+
+    After a user deletes an iteration's folder and the loop is redone, the state must describe the
+    files on disk, not a run that no longer exists.
+    """
+    keep = set(keep)
+    state_path = Path(state_path)
+    with _locked(state_path):
+        state = read_state(state_path)
+        state["iterations"] = {label: entry for label, entry in state["iterations"].items() if label in keep}
+        state["events"] = [event for event in state["events"] if event["iter"] in keep]
         _write(state_path, Path(log_path), state)
         return state
 

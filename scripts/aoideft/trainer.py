@@ -446,6 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aoideft train", description="Train ChangeNet-lite from a TAO classify spec.")
     parser.add_argument("--spec", required=True, type=Path, help="TAO visual_changenet classify spec (YAML)")
     parser.add_argument("--results-dir", required=True, type=Path)
+    parser.add_argument("--base-dir", type=Path, default=None,
+                        help="resolve the spec's relative csv_path/images_dir here (default: the workspace "
+                             "root when the spec is in <workspace>/specs/, else the spec's folder)")
     parser.add_argument("--pretrained", type=Path, default=None, help="warm-start checkpoint (weights only)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -454,6 +457,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--light-stacking", choices=("spec", "channels"), default=TrainOptions.light_stacking)
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
     return parser
+
+
+def workspace_root_of(spec_path: Path) -> Path:
+    """Where a spec's relative dataset paths start: a TAO workspace keeps its spec in ``specs/`` and
+    its paths relative to the workspace root; a spec elsewhere is read relative to its own folder."""
+    spec_path = Path(spec_path).resolve()
+    return spec_path.parent.parent if spec_path.parent.name == "specs" else spec_path.parent
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -471,7 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = train_from_spec(
             spec,
             args.results_dir,
-            spec_base_dir=args.spec.parent,
+            spec_base_dir=args.base_dir or workspace_root_of(args.spec),
             pretrained=args.pretrained,
             options=options,
             source=str(args.spec),

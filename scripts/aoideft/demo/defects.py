@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -99,7 +99,7 @@ def _tombstone(golden, test, severity, rng):
 def _polarity(golden, test, severity, rng):
     # The part is rotated 180 degrees; severity is the contrast of the lot's polarity marking
     # (a faint band or dot is the hard case), so it applies to the golden's part as well.
-    strength = 0.35 + 0.65 * severity
+    strength = 0.5 + 0.5 * severity
     golden = replace(golden, mark_strength=strength)
     test = replace(test, flipped=not test.flipped, mark_strength=strength)
     return golden, test, {"mark_strength": strength}
@@ -277,7 +277,7 @@ def draw_nuisance(mode: str, num_lights: int, rng: np.random.Generator) -> Nuisa
     elif mode == "noise":
         noise = rng.uniform(4.0, 9.0)
     elif mode == "jpeg":
-        quality = int(rng.integers(15, 36))
+        quality = int(rng.integers(20, 41))
     elif mode == "dust":
         specks = _specks(rng)
     elif mode == "rotation":
@@ -311,12 +311,16 @@ def pass_pair(scene: Scene, nuisance: Nuisance, rng: np.random.Generator) -> tup
     return golden, test
 
 
-def capture(linear: np.ndarray, gain: float, gamma: float, noise_sigma: float,
+def capture(linear: np.ndarray, gains: Sequence[float], gammas: Sequence[float], noise_sigma: float,
             rng: np.random.Generator) -> np.ndarray:
-    """Sensor response of one light: gain, gamma, additive noise, 8-bit quantisation."""
-    value = np.clip(linear * (gain / 255.0), 0.0, 1.0) ** gamma * 255.0
+    """Sensor response of the lights of one image (linear [L, H, W, 3], 0..255): per-light gain and
+    gamma, additive noise, 8-bit quantisation."""
+    value = np.clip(linear * (np.asarray(gains, np.float32).reshape(-1, 1, 1, 1) / 255.0), 0.0, 1.0)
+    if any(g != 1.0 for g in gammas):
+        value **= np.asarray(gammas, np.float32).reshape(-1, 1, 1, 1)
+    value *= 255.0
     value += rng.standard_normal(value.shape, dtype=np.float32) * noise_sigma
-    return np.clip(np.rint(value), 0, 255).astype(np.uint8)
+    return np.clip(value + 0.5, 0, 255).astype(np.uint8)  # + 0.5 then truncation: rounding
 
 
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:

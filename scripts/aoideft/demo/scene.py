@@ -30,7 +30,7 @@ RGB = tuple[float, float, float]
 LIGHTS = ("LowAngleLight", "SolderLight", "UniformLight", "WhiteLight")
 REFERENCE_SIZE = 64.0  # scene units: pixels of a 64-px crop; scaled to the requested image size
 SUPERSAMPLE = 2
-_LUMA = np.array([0.30, 0.59, 0.11], np.float32)
+_LUMA = (0.30, 0.59, 0.11)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -431,12 +431,12 @@ def _value_noise(x: np.ndarray, y: np.ndarray, grid: np.ndarray, cell: float) ->
     return top * (1 - ty) + bottom * ty
 
 
-_ALBEDO, _SPEC, _HEIGHT = slice(0, 3), 3, 4  # channels of Canvas.surf
+_RED, _GREEN, _BLUE, _SPEC, _HEIGHT = range(5)  # planes of Canvas.surf
 
 
 class Canvas:
     """Supersampled surfaces of one or more images of the same board location (one per camera):
-    ``surf[k, row, col]`` = (albedo r, g, b, specularity, height); ``x``, ``y`` = design-frame
+    ``surf[plane, k, row, col]``, planes albedo r, g, b, specularity, height; ``x``, ``y`` = design-frame
     coordinates of each pixel. Primitives are drawn in windows (``window``) around them."""
 
     def __init__(self, image_size: int, cameras: Sequence[Camera], orientation: int):
@@ -460,7 +460,7 @@ class Canvas:
             xs.append(x)
             ys.append(y)
         self.x, self.y = np.stack(xs), np.stack(ys)
-        self.surf = np.zeros((len(self.cameras), n, n, 5), np.float32)
+        self.surf = np.zeros((5, len(self.cameras), n, n), np.float32)
 
     def image(self, index: int) -> Canvas:
         """A view of one image (shares the arrays)."""
@@ -469,7 +469,7 @@ class Canvas:
         view.cameras = self.cameras[index : index + 1]
         view._poses = self._poses[index : index + 1]
         view.x, view.y = self.x[index : index + 1], self.y[index : index + 1]
-        view.surf = self.surf[index : index + 1]
+        view.surf = self.surf[:, index : index + 1]
         return view
 
     def window(self, cx: float, cy: float, radius: float) -> tuple[slice, slice, slice] | None:
@@ -495,20 +495,19 @@ class Canvas:
               height: float | np.ndarray | None = None, add_height: np.ndarray | None = None) -> None:
         """Blend a layer with coverage ``alpha`` into the window: colour, specularity, height
         (``add_height``: relief added as is, already weighted by the caller's coverage)."""
-        surf = self.surf[win]
         values = [*colour]
         if spec is not None:
             values.append(spec)
             if height is not None and not isinstance(height, np.ndarray):
                 values.append(height)
                 height = None
-        channels = surf[..., : len(values)]
-        channels += (np.asarray(values, np.float32) - channels) * alpha[..., None]
+        planes = self.surf[(slice(0, len(values)), *win)]
+        planes += (np.asarray(values, np.float32).reshape(-1, 1, 1, 1) - planes) * alpha
         if height is not None:
-            relief = surf[..., _HEIGHT]
+            relief = self.surf[(_HEIGHT, *win)]
             relief += (height - relief) * alpha
         if add_height is not None:
-            surf[..., _HEIGHT] += add_height
+            self.surf[(_HEIGHT, *win)] += add_height
 
     def mark(self, mark: Mark, material: Material, height: float | None = None) -> None:
         """A mark in the design frame (silkscreen, pads, traces)."""
@@ -536,9 +535,11 @@ def _draw_board(canvas: Canvas, board: Board, footprint: Footprint) -> None:
     grain = _value_noise(x, y, board.grain, 1.3)
     shade = 1 + 0.07 * _value_noise(x, y, board.thickness, 11.0) + 0.05 * grain + 0.04 * weave
     upsample = lambda a: a.repeat(SUPERSAMPLE, 1).repeat(SUPERSAMPLE, 2)
-    canvas.surf[..., _ALBEDO] = np.asarray(board.mask, np.float32) * upsample(shade)[..., None]
-    canvas.surf[..., _SPEC] = 0.12
-    canvas.surf[..., _HEIGHT] = upsample(0.10 * weave + 0.06 * grain)
+    shade = upsample(shade)
+    for plane, value in zip((_RED, _GREEN, _BLUE), board.mask):
+        np.multiply(shade, value, out=canvas.surf[plane])
+    canvas.surf[_SPEC] = 0.12
+    canvas.surf[_HEIGHT] = upsample(0.10 * weave + 0.06 * grain)
     copper = Material(tuple(min(1.0, c * 1.45 + 0.03) for c in board.mask), 0.18)  # traces under the mask
     if board.traces:
         canvas.mark(Mark(board.traces, copper.colour), copper, height=0.35)
@@ -793,18 +794,18 @@ def _cast_shadow(height: np.ndarray, unit: float) -> np.ndarray:
 
 
 def shade(light: str, canvas: Canvas) -> np.ndarray:
-    """The supersampled images [k, H, W(, 3)] of a rasterised canvas under ``light`` (0..255):
-    colour for WhiteLight, one channel (to be tinted with ``LIGHT_TINT``) for the others."""
-    height = np.ascontiguousarray(canvas.surf[..., _HEIGHT])
+    """The supersampled images [C, k, H, W] of a rasterised canvas under ``light`` (0..255): C = 3
+    (r, g, b) for WhiteLight, C = 1 (to be tinted with ``LIGHT_TINT``) for the others."""
+    surf = canvas.surf
+    height, spec = surf[_HEIGHT], surf[_SPEC]
     gy, gx = np.gradient(height, canvas.unit, axis=(1, 2))
     slope2 = gx * gx + gy * gy
     flat = 1.0 / (1.0 + slope2 * 25.0)  # coaxial reflection from flat surfaces
-    albedo, spec = canvas.surf[..., _ALBEDO], canvas.surf[..., _SPEC]
     if light == "WhiteLight":
-        nz = 1.0 / np.sqrt(1.0 + slope2)
-        diffuse = albedo * ((0.72 + 0.28 * nz) * (1 - 0.35 * spec))[..., None]
-        return 255.0 * (diffuse + (0.45 * spec * flat)[..., None] + 0.02)
-    lum = albedo @ _LUMA
+        diffuse = (0.72 + 0.28 / np.sqrt(1.0 + slope2)) * (1 - 0.35 * spec) * 255.0
+        highlight = (0.45 * spec * flat + 0.02) * 255.0
+        return np.stack([surf[plane] * diffuse + highlight for plane in (_RED, _GREEN, _BLUE)])
+    lum = _LUMA[0] * surf[_RED] + _LUMA[1] * surf[_GREEN] + _LUMA[2] * surf[_BLUE]
     if light == "UniformLight":
         value = 0.93 * lum + 0.03
     elif light == "SolderLight":
@@ -820,14 +821,14 @@ def shade(light: str, canvas: Canvas) -> np.ndarray:
         value = (0.10 * lum + (0.35 + 0.45 * lum + 0.25 * spec) * edge + 0.45 * facing) * (1 - 0.55 * shadow) + 0.02
     else:
         raise ValueError(f"unknown light {light!r}; expected one of {', '.join(LIGHTS)}")
-    return 255.0 * value
+    return (255.0 * value)[None]
 
 
 def downsample(image: np.ndarray) -> np.ndarray:
-    """Box-filter supersampled images [k, H, W(, C)] to the output size (anti-aliasing)."""
-    total = image[:, 0::2, 0::2] + image[:, 1::2, 0::2]
-    total += image[:, 0::2, 1::2]
-    total += image[:, 1::2, 1::2]
+    """Box-filter supersampled images [..., H, W] to the output size (anti-aliasing)."""
+    total = image[..., 0::2, 0::2] + image[..., 1::2, 0::2]
+    total += image[..., 0::2, 1::2]
+    total += image[..., 1::2, 1::2]
     return total * 0.25
 
 
@@ -845,9 +846,9 @@ def render_pair(golden: Scene, test: Scene, cameras: tuple[Camera, Camera], imag
         _draw_scene(canvas.image(index), scene)
     pair: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] = ({}, {})
     for light in lights:
-        images = downsample(shade(light, canvas))
-        if images.ndim == 3:
-            images = images[..., None] * np.asarray(LIGHT_TINT[light], np.float32)
+        images = np.moveaxis(downsample(shade(light, canvas)), 0, -1)  # [k, size, size, C]
+        if images.shape[-1] == 1:
+            images = images * np.asarray(LIGHT_TINT[light], np.float32)
         for index in range(2):
             pair[index][light] = images[index]
     return pair

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import ctypes
 import io
 import json
 import math
@@ -57,8 +58,10 @@ SYNTHETIC_DIR = "augmentation/synthetic"
 SYNTHETIC_TEST_DIR, SYNTHETIC_GOLDEN_DIR = "reconstructed_image", "original_image"
 CSV_COLUMNS = ("input_path", "golden_path", "label", "object_name", "boardname", "comp_name", "comp_type_1",
                "part_type", "number_of_pins")
-_PLAN_STREAM = 1000  # first-level seed word of the split plans (row streams use the split id there)
+_PLAN_STREAM = 1000  # second seed word of the split plans (row streams have their split id there)
 _CHUNK_ROWS = 40
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt() options
+_API_ONLY_SETTINGS = frozenset({"pass_share", "preset"})  # DemoConfig fields without a CLI option
 
 
 # --------------------------------------------------------------------------------------------------
@@ -101,8 +104,9 @@ class DemoConfig:
                 "synthetic": self.synthetic_pairs}[split]
 
     def validate(self) -> None:
-        def fail(option: str, why: str) -> InputError:
-            return InputError(f"demo setting --{option.replace('_', '-')} {why}")
+        def fail(setting: str, why: str) -> InputError:
+            option = "" if setting in _API_ONLY_SETTINGS else f" (--{setting.replace('_', '-')})"
+            return InputError(f"demo setting {setting}{option} {why}")
 
         if self.seed < 0:
             raise fail("seed", f"must be >= 0, got {self.seed}")
@@ -179,10 +183,10 @@ NUISANCE_DESCRIPTIONS = {
     "misreg_large": "2-3 px golden/test misregistration",
     "gain_gamma": "per-light gain 0.82-1.18 and gamma 0.8-1.25 drift",
     "noise": "sensor noise sigma 4-9 grey levels",
-    "jpeg": "test image saved at JPEG quality 15-35",
+    "jpeg": "test image saved at JPEG quality 20-40",
     "dust": "1-4 dust or flux specks on the test board",
     "rotation": "0.8-2 degree test image rotation",
-    "placement": "tolerated part placement error up to 1.7 px / 3.5 degrees",
+    "placement": "tolerated part placement error up to 1.7 px (of a 64-px crop) / 3.5 degrees",
 }
 
 
@@ -301,10 +305,11 @@ def render_row(plan: RowPlan, config: DemoConfig) -> tuple[dict[str, bytes], dic
     images = scene.render_pair(golden, test, (nuisance.golden.camera, nuisance.test.camera), config.image_size, lights)
     files = {}
     for rendered, capture, rel_dir in zip(images, (nuisance.golden, nuisance.test), (plan.golden_path, plan.input_path)):
-        for k, light in enumerate(lights):
-            pixels = defects.capture(rendered[light], capture.gains[k], capture.gammas[k], capture.noise_sigma, rng)
+        pixels = defects.capture(np.stack([rendered[light] for light in lights]), capture.gains, capture.gammas,
+                                 capture.noise_sigma, rng)
+        for light, image in zip(lights, pixels):
             path = f"{plan.image_root}/{rel_dir}/{plan.object_name}_{light}{IMAGE_EXT}"
-            files[path] = defects.encode_jpeg(pixels, capture.jpeg_quality)
+            files[path] = defects.encode_jpeg(image, capture.jpeg_quality)
     camera = nuisance.test.camera
     truth = {
         "object_name": plan.object_name,
@@ -348,15 +353,31 @@ def _render_chunk(plans: list[RowPlan], config: DemoConfig, root: str) -> list[d
     return truths
 
 
+def _keep_freed_heap() -> None:
+    """Worker initializer: stop glibc from handing freed heap back to the OS after every row.
+
+    The renderer's ~128 KiB numpy temporaries otherwise sit at the mmap/trim thresholds, and each
+    row page-faults its memory in afresh (about 15% of a worker's time, as system time). Only the
+    short-lived worker processes are tuned; elsewhere (no glibc) this does nothing."""
+    try:
+        libc = ctypes.CDLL(None)
+        for option in (_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD):
+            libc.mallopt(option, 256 << 20)
+    except (OSError, AttributeError):
+        pass
+
+
 def _render_all(plans: list[RowPlan], config: DemoConfig, root: Path) -> list[dict[str, Any]]:
     for directory in sorted({f"{p.image_root}/{d}" for p in plans for d in (p.input_path, p.golden_path)}):
         (root / directory).mkdir(parents=True, exist_ok=True)
     chunks = [plans[i : i + _CHUNK_ROWS] for i in range(0, len(plans), _CHUNK_ROWS)]
-    if config.workers == 1 or len(chunks) == 1:
+    if config.workers == 1 or len(chunks) == 1 or "fork" not in multiprocessing.get_all_start_methods():
         return [truth for chunk in chunks for truth in _render_chunk(chunk, config, str(root))]
-    # spawn: workers start clean (no inherited threads from a host process that imported torch).
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(config.workers, len(chunks)), mp_context=context) as pool:
+    # fork, not spawn: a spawned worker re-imports the caller's __main__, which re-runs a Snakemake
+    # rule script (or fails for code read from stdin); the workers only run numpy and PIL code.
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=min(config.workers, len(chunks)), mp_context=context,
+                             initializer=_keep_freed_heap) as pool:
         results = pool.map(_render_chunk, chunks, [config] * len(chunks), [str(root)] * len(chunks))
         return [truth for chunk in results for truth in chunk]
 
@@ -432,8 +453,9 @@ SPEC_TEMPLATE: dict[str, Any] = {
 }
 SPEC_HEADER = """\
 # Visual ChangeNet (classify) spec of the aoideft demo workspace, in TAO's keys.
-# Dataset csv_path/images_dir are relative to the workspace root (the directory holding specs/);
-# resolve them there (aoideft does), or replace them with absolute paths for TAO itself.
+# Dataset csv_path/images_dir are relative to the workspace root (the directory that holds specs/):
+# resolve them against it (`aoideft spec SPEC --base-dir WORKSPACE`; the workflow sets them from its
+# config). Replace them with absolute paths to hand the spec to TAO itself.
 # model.backbone.type is a TAO enum value; the embedded ChangeNet-lite model replaces the backbone.
 """
 
@@ -569,14 +591,15 @@ def gaps_markdown(manifest: dict[str, Any]) -> str:
         "## Nuisance modes (PASS variation)",
         "",
         "Every row (PASS and defect alike) has mild misregistration, rotation, placement, solder-volume,",
-        "gain/gamma and noise variation, and one mode at full strength:",
+        "gain/gamma and noise variation, and one mode at full strength (misregistration in image pixels):",
         "",
         *[f"- `{mode}`: {text}" for mode, text in manifest["nuisance_modes"].items()],
         "",
         "## Defects",
         "",
         "Applied to the scene (so every light shows them), each with a severity in 0..1 (0: just beyond",
-        "the PASS tolerance, subtle; 1: gross): MISSING (paste left on the pads), SHIFT (2.6-8.5 px),",
+        "the PASS tolerance, subtle; 1: gross; px of a 64-px crop): MISSING (severity = less paste left on",
+        "the pads), SHIFT (2.6-8.5 px),",
         "SKEW (6-22 degrees), TOMBSTONE (12-90 degree lift, two-terminal parts), POLARITY (180 degrees;",
         "severity = marking contrast; MELF, TANT_CAP, SOIC8), BRIDGE (0.9-3.5 px wide), EXCESS_SOLDER,",
         "INSUFFICIENT_SOLDER (solder amount 1.45-2.75x / 0.5-0.08x on some terminals), SURFACE_ANOMALY",

@@ -117,6 +117,20 @@ def rec_spec(settings: RunSettings, phase: str, params: dict[str, Any]) -> dict[
     return tao_spec.with_overrides(base_spec(settings, phase), overrides)
 
 
+def is_collapsed(summary: dict[str, Any], metric: str) -> bool:
+    """A recommendation that predicts one class only, judged where the metric looks.
+
+    With val_loss (TAO's pitfall) that is the argmax prediction: a PASS-everything model can have a
+    low loss. With FAR@100% recall it is the operating point itself: flagging every validation row
+    (FAR 100%) means the scores do not separate the classes. A short run whose argmax still says
+    PASS everywhere but whose scores rank the defects first is not collapsed for that metric.
+    """
+    if metric == "val_loss":
+        return bool(summary.get("collapsed", False))
+    far = summary.get("best_val_far_pct")
+    return far is None or far >= 100.0
+
+
 def train_rec(settings: RunSettings, phase: str, rec_id: int, proposals_path: Path, out_path: Path) -> None:
     proposal = next((p for p in automl.read_proposals(proposals_path) if p["rec_id"] == rec_id), None)
     if proposal is None:
@@ -135,7 +149,7 @@ def train_rec(settings: RunSettings, phase: str, rec_id: int, proposals_path: Pa
         "score": summary.get(f"best_{metric}", summary.get(metric)),
         "val_far_pct": summary.get("best_val_far_pct"),
         "val_loss": summary.get("best_val_loss"),
-        "collapsed": bool(summary.get("collapsed", False)),
+        "collapsed": is_collapsed(summary, metric),
         "checkpoints": checkpoints.relative_block(
             checkpoints.checkpoint_paths(rec_dir / "train" / "train_summary.json"), rec_dir
         ),

@@ -376,6 +376,7 @@ def finish(settings: RunSettings, out_summary: Path) -> None:
                  ("best_ckpt_path", "best_ckpt_kind", "far_pct", "threshold", "val_far_pct")}},
         "final_training_csv": final_csv,
         "final_training_images_dir": final_images,
+        "hard_stop_iteration": f"iter{n}" if hard_gate is not None else None,
         "phase3": {"skip": hard, "reason": reason if hard else None},
         "kpi_met": any(bests[label]["far_pct"] <= settings.kpi_target for label in labels),
     }

@@ -97,6 +97,11 @@ def note_phase3_skipped(settings: RunSettings, message: str) -> None:
 
 
 def finish_loop(settings: RunSettings, summary: dict[str, Any]) -> None:
+    state_path, log_path = _paths(settings)
+    # Entries of iterations that are no longer on disk (a rerun after a deletion stopped earlier)
+    # and of a previous Phase 3 go: the state describes this loop's files only.
+    keep = list(summary["iterations"]) + ([summary["hard_stop_iteration"]] if summary.get("hard_stop_iteration") else [])
+    state.prune_iterations(state_path, log_path, keep=keep)
     commit(settings, summary["iterations"][-1], "deft_finish", 0.0,
            f"DEFT loop finished: {summary['stop_reason']}; best {summary['best']['iteration']}",
            state_updates={"status": "hard_stopped" if summary["hard_stop"] else "in_progress",

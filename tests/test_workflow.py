@@ -1,0 +1,168 @@
+"""The three-phase workflow end to end on a tiny demo: DAG shape, a full run, reruns and stops."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from aoideft import state
+from conftest import REPO, run_snakemake, tiny_config
+
+
+def read_json(path: Path):
+    return json.loads(path.read_text())
+
+
+def test_dry_run_plans_phase1_and_no_baseline_training(tmp_path, tiny_workspace):
+    config = tiny_config(tiny_workspace, tmp_path / "run")
+    proc = run_snakemake(config, tmp_path / "config.yaml", "final_automl/best.pth", extra=("-n",))
+    out = proc.stdout + proc.stderr
+    assert "automl_train" in out and "automl_suggest" in out and "preseed_deft" in out
+    # Phase 2 reuses Phase 1's checkpoint: no job trains the baseline.
+    assert "baseline/train/model_epoch" not in out
+    assert "deft_train" not in out.split("Job stats")[-1].split("Reasons")[0] or "iter1/train" not in out
+    # The nine-section pre-flight is printed at parse time.
+    for n in range(1, 10):
+        assert f"## {n}." in out
+    assert "<TBD>" in out or "checkpoint" in out.lower()
+    assert not (tmp_path / "run" / "phase1_automl").exists()
+
+
+def test_full_run_produces_the_deliverables(tiny_run):
+    run, config = tiny_run
+    for name in ("final_automl/best.pth", "deft_state.json", "loop_log.jsonl", "DEFT_Loop_Report.html",
+                 "best_model.json", "best_model_inference_spec.yaml", "preflight/summary.md",
+                 "phase1_automl/best_rec.json", "specs/baseline_spec_automl.yaml",
+                 "iter1/dataset/train_combined_iter1.csv", "iter2/dataset/train_combined_iter2.csv",
+                 "iter2/decision.json", "deft/summary.json"):
+        assert (run / name).is_file(), name
+    payload = torch.load(run / "final_automl/best.pth", weights_only=True)
+    assert "state_dict" in payload
+    summary = read_json(run / "deft/summary.json")
+    assert summary["iterations_run"] == 2 and summary["stop_reason"] == "max_iterations"
+    assert not list(run.glob("iter3"))
+
+
+def test_handoff_matches_the_contract(tiny_run):
+    run, _ = tiny_run
+    best_rec = read_json(run / "phase1_automl/best_rec.json")
+    assert {"schema_version", "metric_name", "direction", "best"} <= set(best_rec)
+    assert {"rec_id", "score", "specs", "observed_budget", "checkpoint_uri"} <= set(best_rec["best"])
+    ckpts = list((run / "baseline/train").glob("model_epoch_*_step_*.pth"))
+    assert ckpts, "winning checkpoint not copied under DEFT's name"
+    current = state.read_state(run / "deft_state.json")
+    baseline = current["iterations"]["baseline"]
+    assert baseline["source"] == "automl_phase1"
+    assert (run / baseline["best_ckpt_path"]).is_file()
+    log = [json.loads(line) for line in (run / "loop_log.jsonl").read_text().splitlines()]
+    assert log[0]["iter"] == "baseline" and log[0]["stage"] == "train"
+    assert "reused Phase 1" in log[0]["summary"]
+    keys = [(e["iter"], e["stage"]) for e in log]
+    assert len(keys) == len(set(keys)), "one log entry per stage"
+    assert [e["seq"] for e in log] == sorted(e["seq"] for e in log)
+    merged = yaml.safe_load((run / "specs/baseline_spec_automl.yaml").read_text())
+    lr = best_rec["best"]["specs"]["train.optim.lr"]
+    assert merged["train"]["optim"]["lr"] == pytest.approx(lr)
+
+
+def test_combined_csvs_grow_and_phase3_warm_starts(tiny_run):
+    run, _ = tiny_run
+    it1 = pd.read_csv(run / "iter1/dataset/train_combined_iter1.csv", dtype=str)
+    it2 = pd.read_csv(run / "iter2/dataset/train_combined_iter2.csv", dtype=str)
+    assert len(it2) >= len(it1) > 0
+    keys1 = set(it1.input_path + "/" + it1.object_name)
+    keys2 = set(it2.input_path + "/" + it2.object_name)
+    assert keys1 <= keys2
+    provenance = pd.read_csv(run / "iter1/dataset/train_combined_iter1_provenance.csv", dtype=str)
+    assert set(provenance.source) <= {"base_train", "previous_iter_train", "mining_pool", "sdg"}
+    spec = yaml.safe_load((run / "final_automl/rec0/spec.yaml").read_text())
+    summary = read_json(run / "deft/summary.json")
+    assert spec["train"]["pretrained_model_path"].endswith(summary["best"]["best_ckpt_path"])
+    assert spec["dataset"]["classify"]["train_dataset"]["csv_path"].endswith("train_combined_iter2.csv")
+    phase1 = read_json(run / "phase1_automl/best_rec.json")["best"]["specs"]
+    proposals = read_json(run / "final_automl/round0/proposals.json")["proposals"]
+    assert proposals[0]["params"]["train.optim.lr"] == pytest.approx(phase1["train.optim.lr"])
+    assert "final_automl" in state.read_state(run / "deft_state.json")["iterations"]
+
+
+def test_second_run_has_nothing_to_do(tiny_run, tmp_path):
+    run, config = tiny_run
+    proc = run_snakemake(config, tmp_path / "config.yaml", extra=("-n",))
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def _copy_run(tiny_run, tmp_path) -> tuple[Path, dict]:
+    run, config = tiny_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, symlinks=True)
+    config = {**config, "run_dir": str(copy)}
+    return copy, config
+
+
+def test_deleting_iter2_reruns_only_from_there(tiny_run, tmp_path):
+    run, config = _copy_run(tiny_run, tmp_path)
+    phase1_mtime = (run / "phase1_automl/best.pth").stat().st_mtime
+    iter1_mtime = (run / "iter1/train/train_summary.json").stat().st_mtime
+    shutil.rmtree(run / "iter2")
+    proc = run_snakemake(config, tmp_path / "config.yaml", extra=("-n",))
+    plan = proc.stdout
+    assert "iter2/dataset/train_combined_iter2.csv" in plan
+    assert "phase1_automl/rec0/result.json" not in plan
+    assert "iter1/train/train_summary.json" not in plan
+    run_snakemake(config, tmp_path / "config.yaml")
+    assert (run / "iter2/dataset/train_combined_iter2.csv").is_file()
+    assert (run / "phase1_automl/best.pth").stat().st_mtime == phase1_mtime
+    assert (run / "iter1/train/train_summary.json").stat().st_mtime == iter1_mtime
+
+
+def test_targeting_iteration1_dataset_alone(tmp_path, tiny_workspace):
+    config = tiny_config(tiny_workspace, tmp_path / "run")
+    run_snakemake(config, tmp_path / "config.yaml", "iter1/dataset/train_combined_iter1.csv")
+    run = tmp_path / "run"
+    assert (run / "iter1/dataset/train_combined_iter1.csv").is_file()
+    assert not (run / "iter1/train").exists()
+    assert not (run / "final_automl").exists()
+
+
+def test_kpi_met_stops_the_loop_at_iteration1(tiny_run, tmp_path):
+    run, config = _copy_run(tiny_run, tmp_path)
+    for path in ("iter1/decision.json",):
+        (run / path).unlink()
+    shutil.rmtree(run / "iter2")
+    shutil.rmtree(run / "deft")
+    shutil.rmtree(run / "final_automl")
+    (run / "best_model.json").unlink()
+    config["kpi"] = {**config["kpi"], "target_far_pct": 100.0}
+    run_snakemake(config, tmp_path / "config.yaml", "deft/summary.json", extra=("--forcerun", "deft_decide"))
+    summary = read_json(run / "deft/summary.json")
+    assert summary["stop_reason"] == "kpi_met"
+    assert not (run / "iter2").exists()
+
+
+def test_hard_stop_skips_phase3(tiny_run, tmp_path):
+    run, config = _copy_run(tiny_run, tmp_path)
+    for name in ("iter1", "iter2", "deft", "final_automl"):
+        shutil.rmtree(run / name)
+    (run / "best_model.json").unlink()
+    # Nothing can be added: no synthesis, no ingestion, a similarity floor no pool row reaches.
+    config["deft"] = {**config["deft"], "sdg": {"num_sdg": 0, "ingest_pregenerated": False},
+                      "mining": {"top_k_per_target": 3, "min_similarity": 1.0}}
+    run_snakemake(config, tmp_path / "config.yaml")
+    summary = read_json(run / "deft/summary.json")
+    assert summary["hard_stop"] and summary["phase3"]["skip"]
+    assert "added no rows" in summary["stop_reason"]
+    best_rec = read_json(run / "final_automl/best_rec.json")
+    assert best_rec["skipped"] and "Phase 3 skipped" in best_rec["message"]
+    assert not list((run / "final_automl").glob("rec*"))
+    assert (run / "final_automl/best.pth").is_file()
+    assert not (run / "iter1/train").exists()
+    current = state.read_state(run / "deft_state.json")
+    assert current["status"] == "hard_stopped"
+    assert "Phase 3 skipped" in (run / "DEFT_Loop_Report.html").read_text()
