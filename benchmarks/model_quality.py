@@ -28,11 +28,11 @@ def far_of(frame: pd.DataFrame, scores: np.ndarray) -> float:
     return kpi.operating_point_at_recall(is_defect, scores).far_pct
 
 
-def one_seed(root: Path, seed: int, threads: int) -> dict[str, float]:
+def one_seed(root: Path, seed: int, threads: int, device: str, epochs: int | None) -> dict[str, float]:
     workspace = demo_workspace(root, "default", seed)
-    spec = workspace_spec(workspace)
+    spec = workspace_spec(workspace, **({"train.num_epochs": epochs} if epochs else {}))
     run = root / f"train_{seed}"
-    summary = trainer.train_from_spec(spec, run, options={"device": "cpu", "threads": threads, "verbose": False})
+    summary = trainer.train_from_spec(spec, run, options={"device": device, "threads": threads, "verbose": False})
     val_csv = workspace / "train/base/validation_set.csv"
     images_dir = workspace / "images"
     trained = run_inference(run / "best_val.pth", val_csv, images_dir, root / f"val_trained_{seed}.csv")
@@ -59,11 +59,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[7])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--epochs", type=int, default=None, help="override the demo spec's train.num_epochs")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     root = Path(tempfile.mkdtemp(prefix="aoi-quality-"))
-    results = {seed: one_seed(root, seed, args.threads) for seed in args.seeds}
+    results = {seed: one_seed(root, seed, args.threads, args.device, args.epochs) for seed in args.seeds}
     print(f"machine: {machine()}")
     print("| scorer | validation FAR@100% recall, mean | spread (pstdev) | per seed |")
     print("|---|---|---|---|")
