@@ -13,7 +13,8 @@ configfile: str(REPO_ROOT / "config" / "config.yaml")
 
 validate(config, schema="../config/schemas/config.schema.yaml", set_default=True)
 
-from aoideft.workflow import settings as _settings  # noqa: E402  (needs the validated config)
+from aoideft import automl as _automl  # noqa: E402
+from aoideft.workflow import automl_jobs as _automl_jobs, loop as _loop, settings as _settings  # noqa: E402
 
 # Relative paths in the config are resolved against the repository root, so the same command
 # works from any directory and with --directory.
@@ -39,7 +40,7 @@ if workflow.is_main_process:
     _preflight.parse_time_gate(RUN)
 
 
-def gpu_resources(attempt_scaling=True):
+def gpu_resources():
     """Resources of a rule that trains or runs the model (SLURM: --gpus, --mem, -t)."""
     res = config["resources"]["gpu"]
     return dict(gpu=res["gpu"], mem_mb=res["mem_mb"], runtime=res["runtime"])
@@ -56,19 +57,19 @@ CPU_THREADS = config["resources"]["cpu"]["threads"]
 
 # ---- AutoML rounds -------------------------------------------------------------------------
 def automl_counts(phase):
-    key = "phase1" if phase == "phase1_automl" else "phase3"
-    block = config["automl"][key]
-    return block["max_recommendations"], block["max_concurrent"]
+    """(max_recommendations, max_concurrent) of an AutoML phase."""
+    return _automl_jobs.phase_counts(RUN, phase)
 
 
 def rec_ids_before_round(phase, r):
-    _, concurrent = automl_counts(phase)
-    return list(range(0, int(r) * concurrent))
+    """Every rec of the rounds before round r: the suggest step rebuilds the study from them."""
+    total, concurrent = automl_counts(phase)
+    return list(range(_automl.round_rec_ids(int(r), concurrent, total)[0]))
 
 
 def round_of(phase, k):
     _, concurrent = automl_counts(phase)
-    return int(k) // concurrent
+    return _automl.round_of(int(k), concurrent)
 
 
 # ---- DEFT loop walk ------------------------------------------------------------------------
@@ -82,30 +83,19 @@ def _read_json(path):
 
 
 def deft_walk():
-    """Walk the loop's checkpoints one iteration at a time; return the stop record.
+    """Walk the loop through its checkpoints, one iteration at a time.
 
     Asking for iteration n+1 only after iteration n's decision exists keeps the DAG exactly as long
     as the loop really runs (Snakemake shows <TBD> past the next undecided checkpoint).
     """
-    decision = _read_json(checkpoints.deft_decide.get(loopit="baseline").output.decision)
-    iterations = []
-    while not decision["stop"]:
-        n = len(iterations) + 1
-        gate = _read_json(checkpoints.deft_validate.get(n=n).output.gate)
-        if gate["hard_stop"]:
-            return {"iterations": iterations, "hard_stop_iteration": n}
-        iterations.append(n)
-        decision = _read_json(checkpoints.deft_decide.get(loopit=f"iter{n}").output.decision)
-    return {"iterations": iterations, "hard_stop_iteration": None}
+    return _loop.walk_loop(
+        lambda label: _read_json(checkpoints.deft_decide.get(loopit=label).output.decision),
+        lambda n: _read_json(checkpoints.deft_validate.get(n=n).output.gate),
+    )
 
 
 def deft_finish_inputs(wildcards):
-    walk = deft_walk()
-    files = ["baseline/decision.json"]
-    files += [f"iter{n}/decision.json" for n in walk["iterations"]]
-    if walk["hard_stop_iteration"]:
-        files.append(f"iter{walk['hard_stop_iteration']}/dataset/gate.json")
-    return files
+    return deft_walk().files()
 
 
 def deft_summary():

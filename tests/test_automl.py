@@ -301,22 +301,6 @@ def test_select_best_skips_collapsed_and_failed_and_breaks_ties():
         automl.select_best(records[:2])
 
 
-def test_noise_check_and_confirmation_rerun():
-    records = [rec(0, 4.0), rec(1, 4.2), rec(2, 9.0)]
-    assert automl.needs_confirmation_run(records, "minimize", tolerance=0.10)
-    assert not automl.needs_confirmation_run(records, "minimize", tolerance=0.02)
-    assert not automl.needs_confirmation_run(records, "minimize", tolerance=0.0)
-    assert not automl.needs_confirmation_run(records[:1], "minimize", tolerance=0.5)
-    # The rerun is worse: the mean (4.6) loses to the runner-up.
-    confirmed = automl.apply_confirmation(records, rec(0, 5.2, val_loss=0.7))
-    assert confirmed[0].score == pytest.approx(4.6) and confirmed[0].runs == 2
-    assert automl.select_best(confirmed).rec_id == 1
-    assert not automl.needs_confirmation_run(automl.apply_confirmation(records, rec(0, 4.1)), tolerance=0.5)
-    # A collapsed rerun disqualifies; a failed rerun leaves the original.
-    assert automl.select_best(automl.apply_confirmation(records, rec(0, 1.0, collapsed=True))).rec_id == 1
-    assert automl.apply_confirmation(records, rec(0, None, status="failed")) == records
-
-
 def test_best_rec_document():
     best = rec(3, 2.5, val_loss=0.1)
     doc = automl.best_rec_document(best, metric_name="val_far_pct", direction="minimize",
@@ -324,7 +308,7 @@ def test_best_rec_document():
                                    observed_budget={"num_epochs": 8}, phase="phase1_automl",
                                    records=[rec(4, 9.0), best])
     assert doc["schema_version"] == 1 and doc["direction"] == "minimize"
-    assert doc["best"] == {"rec_id": 3, "score": 2.5, "val_loss": 0.1, "runs": 1, "specs": {LR: 3e-4, **PINNED},
+    assert doc["best"] == {"rec_id": 3, "score": 2.5, "val_loss": 0.1, "specs": {LR: 3e-4, **PINNED},
                            "observed_budget": {"num_epochs": 8}, "checkpoint_uri": "phase1_automl/best.pth"}
     assert [r["rec_id"] for r in doc["recommendations"]] == [3, 4]
 

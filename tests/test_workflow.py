@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 import yaml
 
-from aoideft import state
+from aoideft import checkpoint, state
 from conftest import REPO, run_snakemake, tiny_config
 
 
@@ -43,7 +42,7 @@ def test_full_run_produces_the_deliverables(tiny_run):
                  "iter1/dataset/train_combined_iter1.csv", "iter2/dataset/train_combined_iter2.csv",
                  "iter2/decision.json", "deft/summary.json"):
         assert (run / name).is_file(), name
-    payload = torch.load(run / "final_automl/best.pth", weights_only=True)
+    payload = checkpoint.load_checkpoint(run / "final_automl/best.pth")
     assert "state_dict" in payload
     summary = read_json(run / "deft/summary.json")
     assert summary["iterations_run"] == 2 and summary["stop_reason"] == "max_iterations"

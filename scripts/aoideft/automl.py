@@ -49,11 +49,6 @@ did not collapse (predict one class only on validation). Ties: lower ``val_loss`
 id. A collapsed rec is told to the sampler as the worst score observed so far, so the sampler
 steers away from it without skewing the surrogate's scale; failed recs are left out of the study
 (samplers ignore failed trials).
-
-Noise check: if ``noise_tolerance > 0`` and the winner beats the runner-up by a relative margin
-within it, the workflow re-trains the winner with a fresh seed; ``apply_confirmation`` replaces the
-winner's score (and val_loss) by the mean of both runs, marks it collapsed if the rerun collapsed,
-keeps the original score if the rerun failed, and ``select_best`` then decides again.
 """
 
 from __future__ import annotations
@@ -67,7 +62,7 @@ import random
 import re
 import sys
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import resources
 from itertools import product
 from pathlib import Path
@@ -354,7 +349,7 @@ def _apply_math_cond(cond: Any, low: float, high: float, integer: bool, where: s
 # ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RecRecord:
-    """What one recommendation produced. ``runs`` > 1 when a confirmation rerun was averaged in."""
+    """What one recommendation produced."""
 
     rec_id: int
     params: dict
@@ -362,7 +357,6 @@ class RecRecord:
     val_loss: float | None
     collapsed: bool
     status: str
-    runs: int = 1
 
     @property
     def eligible(self) -> bool:
@@ -396,10 +390,7 @@ def read_rec_record(path: str | Path, rec_id: int, *, metric: str = "val_far_pct
     path = Path(path)
     if not path.exists():
         return RecRecord(rec_id, {}, None, None, False, "missing")
-    try:
-        doc = fsutil.read_json(path)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable JSON result ({exc}); delete it and rerun rec{rec_id}.") from None
+    doc = fsutil.read_json_input(path, what="AutoML result", fix=f"delete it and rerun rec{rec_id}.")
     if not isinstance(doc, dict) or doc.get("rec_id") != rec_id:
         raise InputError(f"{path}: expected a result object with rec_id {rec_id}; rerun rec{rec_id}.")
     status = {"complete": "ok", "failed": "failed"}.get(doc.get("status"))
@@ -663,12 +654,7 @@ def write_proposals(path: str | Path, proposals: list[dict], **meta: Any) -> Non
 
 def read_proposals(path: str | Path) -> list[dict]:
     path = Path(path)
-    try:
-        doc = fsutil.read_json(path)
-    except FileNotFoundError:
-        raise InputError(f"{path}: proposals file not found; run the AutoML suggest step first.") from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not readable JSON ({exc}); delete it and rerun the suggest step.") from None
+    doc = fsutil.read_json_input(path, what="AutoML proposals file", fix="delete it and rerun the suggest step.")
     proposals = doc.get("proposals") if isinstance(doc, dict) else None
     if not isinstance(proposals, list) or not all(
             isinstance(p, dict) and isinstance(p.get("rec_id"), int) and isinstance(p.get("params"), dict)
@@ -705,39 +691,6 @@ def select_best(records: Sequence[RecRecord], direction: str = "minimize") -> Re
     return order[0]
 
 
-def needs_confirmation_run(records: Sequence[RecRecord], direction: str = "minimize",
-                           tolerance: float = 0.0) -> bool:
-    """True when the winner beats the runner-up by a relative margin <= ``tolerance`` (> 0)."""
-    if tolerance <= 0:
-        return False
-    order = ranked(records, direction)
-    if len(order) < 2 or order[0].runs > 1:
-        return False
-    best, runner_up = order[0].score, order[1].score
-    margin = abs(runner_up - best) / max(abs(runner_up), abs(best), 1e-12)
-    return margin <= tolerance
-
-
-def apply_confirmation(records: Sequence[RecRecord], rerun: RecRecord) -> list[RecRecord]:
-    """Fold a confirmation rerun of ``rerun.rec_id`` into ``records`` (see module doc)."""
-    out = []
-    for record in records:
-        if record.rec_id != rerun.rec_id:
-            out.append(record)
-        elif rerun.collapsed:
-            out.append(replace(record, collapsed=True, runs=record.runs + 1))
-        elif rerun.status != "ok" or not _finite(rerun.score):
-            out.append(record)
-        else:
-            runs = record.runs + 1
-            score = (record.score * record.runs + rerun.score) / runs
-            loss = record.val_loss
-            if _finite(record.val_loss) and _finite(rerun.val_loss):
-                loss = (record.val_loss * record.runs + rerun.val_loss) / runs
-            out.append(replace(record, score=score, val_loss=loss, runs=runs))
-    return out
-
-
 def best_rec_document(best: RecRecord, *, metric_name: str, direction: str, specs: dict, checkpoint_uri: str,
                       observed_budget: dict, phase: str, records: Sequence[RecRecord] = ()) -> dict:
     """``best_rec.json``: the winner (TAO's ``result["best"]["specs"]`` shape) and a leaderboard."""
@@ -746,11 +699,11 @@ def best_rec_document(best: RecRecord, *, metric_name: str, direction: str, spec
         "phase": phase,
         "metric_name": metric_name,
         "direction": direction,
-        "best": {"rec_id": best.rec_id, "score": best.score, "val_loss": best.val_loss, "runs": best.runs,
+        "best": {"rec_id": best.rec_id, "score": best.score, "val_loss": best.val_loss,
                  "specs": dict(specs), "observed_budget": dict(observed_budget), "checkpoint_uri": checkpoint_uri},
         "recommendations": [
             {"rec_id": r.rec_id, "status": r.status, "score": r.score, "val_loss": r.val_loss,
-             "collapsed": r.collapsed, "runs": r.runs, "params": r.params}
+             "collapsed": r.collapsed, "params": r.params}
             for r in sorted(records, key=lambda r: r.rec_id)
         ],
     }

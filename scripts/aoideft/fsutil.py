@@ -73,6 +73,19 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(handle)
 
 
+def read_json_input(path: str | os.PathLike, *, what: str, fix: str) -> Any:
+    """``read_json`` for a file a user or an earlier step provides: a missing or unreadable file is
+    one InputError naming the file, what it should be (``what``) and what to do (``fix``)."""
+    from .errors import InputError
+
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no {what}; {fix}") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: corrupt {what}, not readable JSON ({exc}); {fix}") from None
+
+
 def _json_default(value: Any) -> Any:
     """Make numpy scalars/arrays and paths JSON-serialisable."""
     if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:

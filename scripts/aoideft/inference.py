@@ -112,9 +112,15 @@ def predict(
     return torch.cat(chunks) if chunks else torch.empty(0, width)
 
 
-def _load(checkpoint: str | Path, device: str | None) -> tuple[ChangeNetLite, torch.device]:
+def _model_outputs(
+    checkpoint: str | Path, csv_path: str | Path, images_dir: str | Path, *, output: str, batch_size: int,
+    device: str | None,
+) -> tuple[pd.DataFrame, torch.Tensor]:
+    """(CSV rows, model outputs per row): the checkpoint's model over every pair of ``csv_path``."""
     resolved = resolve_device(device)
-    return prepare_model(build_model_from_checkpoint(checkpoint), resolved), resolved
+    model = prepare_model(build_model_from_checkpoint(checkpoint), resolved)
+    rows, decoded = decode_for_arch(model.arch, csv_path, images_dir)
+    return rows, predict(model, decoded.golden, decoded.test, batch_size=batch_size, device=resolved, output=output)
 
 
 def run_inference(
@@ -127,11 +133,8 @@ def run_inference(
     device: str | None = None,
 ) -> pd.DataFrame:
     """Score every row of ``csv_path``; writes ``out_csv`` (input columns + siamese_score) atomically."""
-    model, resolved = _load(checkpoint, device)
-    rows, decoded = decode_for_arch(model.arch, csv_path, images_dir)
-    logits = predict(
-        model, decoded.golden, decoded.test, batch_size=batch_size, device=resolved
-    )
+    rows, logits = _model_outputs(checkpoint, csv_path, images_dir, output="logits", batch_size=batch_size,
+                                  device=device)
     rows = rows.copy()
     rows[SCORE_COLUMN] = defect_scores(logits).numpy()
     fsutil.write_csv(out_csv, rows)
@@ -153,16 +156,9 @@ def export_embeddings(
     device: str | None = None,
 ) -> np.ndarray:
     """Write float32 [N, D] embeddings to ``out_npy`` and the row keys to ``embedding_keys_path(out_npy)``."""
-    model, resolved = _load(checkpoint, device)
-    rows, decoded = decode_for_arch(model.arch, csv_path, images_dir)
-    vectors = predict(
-        model,
-        decoded.golden,
-        decoded.test,
-        batch_size=batch_size,
-        device=resolved,
-        output="embedding",
-    ).numpy().astype(np.float32)
+    rows, embeddings = _model_outputs(checkpoint, csv_path, images_dir, output="embedding", batch_size=batch_size,
+                                      device=device)
+    vectors = embeddings.numpy().astype(np.float32)
     with fsutil.atomic_path(out_npy) as tmp, open(tmp, "wb") as handle:
         np.save(handle, vectors)
     fsutil.write_csv(embedding_keys_path(out_npy), rows[list(KEY_COLUMNS)])

@@ -37,10 +37,10 @@ import numpy as np
 import pandas as pd
 
 from aoideft import fsutil
+from aoideft.csvdata import PASS_LABEL
 from aoideft.errors import InputError
 
 SCORE_COLUMN = "siamese_score"
-PASS_LABEL = "PASS"
 KPI_RECALL = 1.0
 RELAXED_RECALLS = {"recall_99": 0.99, "recall_99_5": 0.995}
 DEFAULT_BOOTSTRAP = 1000

@@ -133,6 +133,11 @@ UNHONOURED_KEYS: tuple[Unhonoured, ...] = (
                "CUDA_VISIBLE_DEVICES)"),
     Unhonoured(("train.sync_batchnorm", "train.use_distributed_sampler"),
                "train.sync_batchnorm/use_distributed_sampler: ignored (one process per job)", _is_true),
+    Unhonoured(("train.validation_interval",),
+               "train.validation_interval {value!r}: validation runs every epoch (best_val.pth and the "
+               "collapse check need the whole curve)", lambda value: value != 1),
+    Unhonoured(("dataset.classify.workers",),
+               "dataset.classify.workers: ignored (images are decoded once per job, with the job's threads)"),
     Unhonoured(("train.precision",),
                "train.precision {value!r}: ignored (the embedded model trains in float32)",
                lambda value: value not in (None, "", 32, "32", "32-true")),

@@ -224,13 +224,8 @@ def _replace_event(events: list[dict], event: dict) -> list[dict]:
 
 def read_state(path: str | Path) -> dict:
     path = Path(path)
-    try:
-        state = fsutil.read_json(path)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no DEFT state file; the workflow's init step creates it.") from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: corrupt DEFT state file ({exc}); restore it from a backup or start a new "
-                         "run directory.") from None
+    state = fsutil.read_json_input(path, what="DEFT state file",
+                                   fix="the pre-seed step creates it; restore it or start a new run directory.")
     if not isinstance(state, dict) or not isinstance(state.get("iterations"), dict) or not isinstance(
             state.get("events"), list):
         raise InputError(f"{path}: not a DEFT state file (no iterations/events); restore it or start a new "

@@ -12,7 +12,6 @@ history keys must use the same convention (the raw CSV paths, before any ``pool/
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Collection
@@ -26,7 +25,6 @@ from aoideft.errors import InputError
 YIELD_DROP_WARN_FRACTION = 0.5  # warn when this iteration mines < 50% of the previous one
 MINED_FILE = "mined_rows.csv"
 SUMMARY_FILE = "mining_summary.json"
-RESULT_COLUMNS = ("similarity", "target_key", "target_label")
 
 
 @dataclass(frozen=True)
@@ -245,10 +243,7 @@ def read_history(path: str | Path) -> dict[str, list[str]]:
     path = Path(path)
     if not path.is_file():
         return {}
-    try:
-        data = fsutil.read_json(path)
-    except json.JSONDecodeError as error:
-        raise InputError(f"{path} is not valid JSON ({error}); delete it to restart mining history.") from error
+    data = fsutil.read_json_input(path, what="mining history", fix="delete it to restart mining history.")
     if not isinstance(data, dict) or not all(str(k).isdigit() and isinstance(v, list) for k, v in data.items()):
         raise InputError(f"{path} must map iteration numbers to lists of row keys; delete it to restart mining history.")
     return {str(k): [str(key) for key in v] for k, v in data.items()}

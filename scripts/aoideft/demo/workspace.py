@@ -672,9 +672,9 @@ def generate_workspace(out_dir: str | os.PathLike, config: DemoConfig | None = N
         fsutil.write_text(tmp / GAPS_DOC_PATH, gaps_markdown(manifest))
         _check_target(out, force)  # nothing appeared there meanwhile
         _move_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    finally:  # after a successful move nothing is left at tmp; after a failure, no half workspace
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     return {
         "out_dir": str(out),
         "seed": config.seed,

@@ -63,19 +63,19 @@ def first_trial_params(settings: RunSettings, phase: str, space) -> dict[str, An
     return {k: v for k, v in params.items() if v is not None}
 
 
-def round_rec_ids(settings: RunSettings, phase: str, round_index: int) -> list[int]:
+def phase_counts(settings: RunSettings, phase: str) -> tuple[int, int]:
+    """(max_recommendations, max_concurrent) of a phase."""
     block = phase_block(settings, phase)
-    total, concurrent = block["max_recommendations"], block["max_concurrent"]
-    return list(range(round_index * concurrent, min((round_index + 1) * concurrent, total)))
+    return block["max_recommendations"], block["max_concurrent"]
 
 
 def suggest(settings: RunSettings, phase: str, round_index: int, out_path: Path) -> None:
     space = search_space(settings, phase)
-    block = phase_block(settings, phase)
-    finished_ids = list(range(0, round_index * block["max_concurrent"]))
-    finished = automl.read_rec_records(settings.run_dir / phase, finished_ids,
+    total, concurrent = phase_counts(settings, phase)
+    rec_ids = automl.round_rec_ids(round_index, concurrent, total)
+    # Every rec of the earlier rounds: the study is rebuilt from their result files.
+    finished = automl.read_rec_records(settings.run_dir / phase, range(rec_ids[0]),
                                        metric=settings.automl["metric"])
-    rec_ids = round_rec_ids(settings, phase, round_index)
     proposals = automl.propose_round(
         space,
         finished,
@@ -163,7 +163,7 @@ def select(settings: RunSettings, phase: str, outputs: dict[str, Path]) -> None:
     if phase == PHASE3 and fsutil.read_json(settings.run_dir / "deft" / "summary.json")["phase3"]["skip"]:
         _select_skipped(settings, outputs)
         return
-    total = phase_block(settings, phase)["max_recommendations"]
+    total, _ = phase_counts(settings, phase)
     records = automl.read_rec_records(phase_dir, list(range(total)), metric=settings.automl["metric"])
     best = automl.select_best(records, "minimize")
     rec_dir = phase_dir / f"rec{best.rec_id}"

@@ -19,7 +19,7 @@ KINDS = ("best_val", "latest")
 
 def checkpoint_paths(manifest: str | Path) -> dict[str, Path]:
     manifest = Path(manifest)
-    document = fsutil.read_json(manifest)
+    document = fsutil.read_json_input(manifest, what="checkpoint manifest", fix="rerun the step that wrote it.")
     block = document.get("checkpoints")
     if not isinstance(block, dict) or not all(kind in block for kind in KINDS):
         raise InputError(f"{manifest}: no `checkpoints` block with {', '.join(KINDS)}")

@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import csvdata, fsutil, kpi, spec as tao_spec
+from .. import csvdata, fsutil, kpi, spec as tao_spec, state
 from ..deft import assemble, mining, rca, routing, sdg
 from ..errors import InputError
-from ..inference import embedding_keys_path
 from . import checkpoints, state_hooks
+from .loop import walk_loop
 from .settings import RunSettings, model_backend
 
 
@@ -23,7 +23,7 @@ def iteration_number(label: str) -> int:
 
 
 def prev_label(n: int) -> str:
-    return "baseline" if n == 1 else f"iter{n - 1}"
+    return state.iteration_label(n - 1)
 
 
 def _lights_and_ext(settings: RunSettings) -> tuple[tuple[str, ...], str]:
@@ -185,6 +185,7 @@ def _require_continue(settings: RunSettings, n: int) -> None:
 def route(settings: RunSettings, n: int, out_summary: Path) -> None:
     started = time.time()
     _require_continue(settings, n)
+    state_hooks.start_iteration(settings, n)
     gaps = rca.read_gaps(settings.run_dir / prev_label(n) / "rca")
     pool = _read(settings.pool_csv, settings.pool_images_dir, settings, "mining pool CSV")
     result = routing.route_by_label(gaps, sdg_labels=set(settings.deft["sdg"]["labels"]),
@@ -242,8 +243,10 @@ def embed(settings: RunSettings, n: int, out_summary: Path) -> None:
 
 
 def _embeddings(npy: Path) -> tuple[np.ndarray, pd.Series]:
+    from ..inference import embedding_keys_path  # imports torch: only the jobs that need it pay for it
+
     keys = pd.read_csv(embedding_keys_path(npy), dtype=str, keep_default_na=False)
-    return np.load(npy), csvdata.row_key(keys)
+    return np.load(npy, allow_pickle=False), csvdata.row_key(keys)
 
 
 def mine(settings: RunSettings, n: int, out_rows: Path, out_history: Path) -> None:
@@ -273,7 +276,8 @@ def mine(settings: RunSettings, n: int, out_rows: Path, out_history: Path) -> No
                        fields={"mining_mined_count": int(len(result.rows)), "mining_warnings": result.warnings})
 
 
-def run_assemble(settings: RunSettings, n: int, out_csv: Path, out_provenance: Path) -> None:
+def run_assemble(settings: RunSettings, n: int, out_csv: Path) -> None:
+    """Writes out_csv and, beside it, its provenance CSV (assemble.write_dataset names both)."""
     started = time.time()
     previous, previous_provenance = previous_training(settings, n)
     it_dir = settings.run_dir / f"iter{n}"
@@ -341,18 +345,9 @@ def train(settings: RunSettings, n: int, csv_path: Path, out_summary: Path) -> N
 def finish(settings: RunSettings, out_summary: Path) -> None:
     """Summarise the loop for Phase 3: stop reason, best iteration, final training CSV."""
     run = settings.run_dir
-    labels = ["baseline"]
-    n = 1
-    stop: dict[str, Any] = fsutil.read_json(run / "baseline" / "decision.json")
-    hard_gate = None
-    while not stop["stop"]:
-        gate = fsutil.read_json(run / f"iter{n}" / "dataset" / "gate.json")
-        if gate["hard_stop"]:
-            hard_gate = gate
-            break
-        labels.append(f"iter{n}")
-        stop = fsutil.read_json(run / f"iter{n}" / "decision.json")
-        n += 1
+    walk = walk_loop(lambda label: fsutil.read_json(run / label / "decision.json"),
+                     lambda n: fsutil.read_json(run / f"iter{n}" / "dataset" / "gate.json"))
+    labels = walk.labels
     bests = {label: fsutil.read_json(run / label / "evaluate" / "best.json") for label in labels}
     # Lowest KPI FAR wins; ties go to the earlier iteration (less data, same quality).
     best_label = min(labels, key=lambda label: (bests[label]["far_pct"], labels.index(label)))
@@ -363,10 +358,10 @@ def finish(settings: RunSettings, out_summary: Path) -> None:
     else:
         final_csv = str(settings.train_csv)
         final_images = str(settings.images_dir)
-    if hard_gate is not None:
-        reason, hard = f"hard stop in iter{n}: {hard_gate['reason']}", True
+    if walk.hard_gate is not None:
+        reason, hard = f"hard stop in iter{walk.hard_stop_iteration}: {walk.hard_gate['reason']}", True
     else:
-        reason, hard = stop["reason"], bool(stop.get("hard_stop"))
+        reason, hard = walk.decision["reason"], bool(walk.decision.get("hard_stop"))
     summary = {
         "iterations_run": len(trained),
         "iterations": labels,
@@ -376,7 +371,7 @@ def finish(settings: RunSettings, out_summary: Path) -> None:
                  ("best_ckpt_path", "best_ckpt_kind", "far_pct", "threshold", "val_far_pct")}},
         "final_training_csv": final_csv,
         "final_training_images_dir": final_images,
-        "hard_stop_iteration": f"iter{n}" if hard_gate is not None else None,
+        "hard_stop_iteration": f"iter{walk.hard_stop_iteration}" if walk.hard_gate is not None else None,
         "phase3": {"skip": hard, "reason": reason if hard else None},
         "kpi_met": any(bests[label]["far_pct"] <= settings.kpi_target for label in labels),
     }

@@ -27,12 +27,7 @@ def training_spec_path(label: str) -> str:
 def pick_best(settings: RunSettings, out_model: Path, out_spec: Path) -> None:
     run = settings.run_dir
     summary = fsutil.read_json(run / "deft" / "summary.json")
-    labels = list(summary["iterations"]) + ([] if summary["phase3"]["skip"] else ["final_automl"])
-    # Judge from the evaluation files on disk (the state mirrors them).
     current = state.read_state(run / state_hooks.STATE_FILE)
-    current["iterations"] = {label: {**current["iterations"].get(label, {}),
-                                     **fsutil.read_json(run / label / "evaluate" / "best.json")}
-                             for label in labels}
     label, entry = state.pick_best(current)
     spec_rel = training_spec_path(label)
     document = state.best_model_document(current, label, spec_rel)
@@ -51,5 +46,4 @@ def pick_best(settings: RunSettings, out_model: Path, out_spec: Path) -> None:
     print(f"best model: {label} FAR@100% recall {entry['far_pct']:.2f}% ({entry['best_ckpt_path']})")
     state_hooks.commit(settings, "final_automl", "pick_best", 0.0,
                        f"best model {label}: FAR {entry['far_pct']:.2f}%",
-                       state_updates={"status": "hard_stopped" if hard_stopped else "complete",
-                                      "best_model": document})
+                       state_updates={"status": "hard_stopped" if hard_stopped else "complete"})

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,31 +26,27 @@ def run_rule(smk, body: Callable[[RunSettings], None], *, uses_model: bool = Fal
     try:
         if slot is not None:
             print(f"[{smk.rule}] device: {'cuda:' + slot.device if slot.device else 'cpu'}")
-        _limit_threads(smk.threads)
+        if uses_model:
+            _limit_threads(smk.threads)
         body(from_snakemake(smk))
     except InputError as error:
+        # Bad input: one clear line (here and in Snakemake's output), no traceback. Anything else
+        # is a bug and propagates, so its traceback lands in the log Snakemake points at.
         message = f"ERROR in rule {smk.rule}: {error}"
         print(message)
         sys.__stderr__.write(message + "\n")
         sys.exit(1)
-    except Exception:  # a real bug: keep the traceback in the log, point the user at it
-        traceback.print_exc()
-        sys.__stderr__.write(f"ERROR in rule {smk.rule}: see {log_file}\n")
-        raise
     finally:
         if slot is not None:
             slot.release()
-        print(f"[{smk.rule}] finished in {time.time() - started:.1f}s")
+    print(f"[{smk.rule}] finished in {time.time() - started:.1f}s")
 
 
 def _limit_threads(threads: int) -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    try:
-        import torch
+    import torch
 
-        torch.set_num_threads(max(1, int(threads)))
-    except ImportError:
-        pass
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    torch.set_num_threads(max(1, int(threads)))
 
 
 def outputs(smk) -> dict[str, Path]:

@@ -96,6 +96,13 @@ def note_phase3_skipped(settings: RunSettings, message: str) -> None:
            fields={"skipped": True, "status": "skipped"})
 
 
+def start_iteration(settings: RunSettings, n: int) -> None:
+    """Iteration n starts (again): its entry, later iterations' and Phase 3's describe a run that is
+    being redone, so they go; each stage of this run writes its own fields back."""
+    state_path, log_path = _paths(settings)
+    state.prune_iterations(state_path, log_path, keep=["baseline", *(f"iter{i}" for i in range(1, n))])
+
+
 def finish_loop(settings: RunSettings, summary: dict[str, Any]) -> None:
     state_path, log_path = _paths(settings)
     # Entries of iterations that are no longer on disk (a rerun after a deletion stopped earlier)
@@ -104,8 +111,7 @@ def finish_loop(settings: RunSettings, summary: dict[str, Any]) -> None:
     state.prune_iterations(state_path, log_path, keep=keep)
     commit(settings, summary["iterations"][-1], "deft_finish", 0.0,
            f"DEFT loop finished: {summary['stop_reason']}; best {summary['best']['iteration']}",
-           state_updates={"status": "hard_stopped" if summary["hard_stop"] else "in_progress",
-                          "deft_summary": summary})
+           state_updates={"status": "hard_stopped" if summary["hard_stop"] else "in_progress"})
 
 
 def render_interim_report(settings: RunSettings) -> None:
