@@ -41,9 +41,30 @@ rule deft_evaluate:
         "../scripts/deft_evaluate.py"
 
 
-rule deft_rca:
+rule deft_embed:
+    # Embeddings of the KPI set and the mining pool by this iteration's best model, computed once per
+    # model and shared: RCA clusters failure modes with them, routing counts pool rows per mode,
+    # mining searches them.
     input:
         best="{loopit}/evaluate/best.json",
+    output:
+        summary="{loopit}/embeddings/embeddings.json",
+    log:
+        "logs/{loopit}/embed.log",
+    benchmark:
+        "benchmarks/{loopit}/embed.tsv"
+    threads: GPU_THREADS
+    resources:
+        **gpu_resources(),
+    script:
+        "../scripts/deft_embed.py"
+
+
+rule deft_rca:
+    # TAO's per-label weak rows plus the failure modes (rca/failure_modes.json).
+    input:
+        best="{loopit}/evaluate/best.json",
+        embeddings="{loopit}/embeddings/embeddings.json",
     output:
         metrics="{loopit}/rca/metrics.json",
     log:
@@ -85,9 +106,13 @@ def previous_training_csv(n):
 
 
 rule deft_route:
+    # engine failure_modes: the budgeted integer program over the modes; engine tao: TAO's label rule.
     input:
         rca=lambda w: f"{prev_iteration(w.n)}/rca/metrics.json",
         decision=lambda w: f"{prev_iteration(w.n)}/decision.json",
+        embeddings=lambda w: f"{prev_iteration(w.n)}/embeddings/embeddings.json",
+        history=lambda w: [] if int(w.n) == 1 else [f"iter{int(w.n) - 1}/mining/mining_history.json"],
+        previous=lambda w: previous_training_csv(w.n),
     output:
         summary="iter{n}/routing/routing_summary.json",
     log:
@@ -97,39 +122,28 @@ rule deft_route:
 
 
 rule deft_sdg:
+    # Synthesis per routed mode; candidates are scored by the current model and filtered (verify).
     input:
         routing="iter{n}/routing/routing_summary.json",
         previous=lambda w: previous_training_csv(w.n),
+        best=lambda w: f"{prev_iteration(w.n)}/evaluate/best.json",
     output:
         rows="iter{n}/sdg/sdg_rows.csv",
     log:
         "logs/iter{n}/sdg.log",
-    script:
-        "../scripts/deft_sdg.py"
-
-
-rule deft_embed:
-    # Embeddings of the KPI set and the mining pool from the current best model.
-    input:
-        routing="iter{n}/routing/routing_summary.json",
-        best=lambda w: f"{prev_iteration(w.n)}/evaluate/best.json",
-    output:
-        summary="iter{n}/mining/embeddings/embeddings.json",
-    log:
-        "logs/iter{n}/embed.log",
     benchmark:
-        "benchmarks/iter{n}/embed.tsv"
+        "benchmarks/iter{n}/sdg.tsv"
     threads: GPU_THREADS
     resources:
         **gpu_resources(),
     script:
-        "../scripts/deft_embed.py"
+        "../scripts/deft_sdg.py"
 
 
 rule deft_mine:
     input:
         routing="iter{n}/routing/routing_summary.json",
-        embeddings="iter{n}/mining/embeddings/embeddings.json",
+        embeddings=lambda w: f"{prev_iteration(w.n)}/embeddings/embeddings.json",
         history=lambda w: [] if int(w.n) == 1 else [f"iter{int(w.n) - 1}/mining/mining_history.json"],
     output:
         rows="iter{n}/mining/mined_rows.csv",

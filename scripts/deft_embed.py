@@ -3,5 +3,5 @@ from pathlib import Path
 from aoideft.workflow.deft_jobs import embed
 from aoideft.workflow.rulekit import run_rule
 
-run_rule(snakemake, lambda s: embed(s, int(snakemake.wildcards.n), Path(snakemake.output.summary).resolve()),
+run_rule(snakemake, lambda s: embed(s, snakemake.wildcards.loopit, Path(snakemake.output.summary).resolve()),
          uses_model=True)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from aoideft import inference
+from aoideft import csvdata, inference
 from aoideft.backend import EmbeddedBackend, get_backend
 from aoideft.checkpoint import save_checkpoint
 from aoideft.errors import InputError
@@ -70,7 +70,7 @@ def test_embeddings_and_keys_sidecar(workspace, tmp_path):
     assert vectors.dtype == np.float32 and vectors.shape == (12, 128)  # mean + max pool of 4 x base width 16
     np.testing.assert_allclose(vectors, _expected(workspace, "embedding").numpy(), rtol=1e-4, atol=1e-5)
 
-    keys_path = inference.embedding_keys_path(out)
+    keys_path = csvdata.embedding_keys_path(out)
     assert keys_path == tmp_path / "emb" / "val.keys.csv"
     keys = pd.read_csv(keys_path, dtype=str, keep_default_na=False)
     original = pd.read_csv(workspace["val"], dtype=str, keep_default_na=False)

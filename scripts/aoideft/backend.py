@@ -36,7 +36,7 @@ class TrainerBackend(Protocol):
         ...
 
     def embed(self, checkpoint: Path, csv_path: Path, images_dir: Path, out_npy: Path) -> Path:
-        """Write float32 [N, D] embeddings + ``inference.embedding_keys_path(out_npy)``; returns ``out_npy``."""
+        """Write float32 [N, D] embeddings + ``csvdata.embedding_keys_path(out_npy)``; returns ``out_npy``."""
         ...
 
 

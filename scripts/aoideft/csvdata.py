@@ -44,6 +44,11 @@ def _image_path(images_dir: str | os.PathLike, rel_dir: str, object_name: str, l
     return os.path.join(images_dir, rel_dir, f"{object_name}_{light}{image_ext}")
 
 
+def embedding_keys_path(out_npy: str | os.PathLike) -> Path:
+    """Sidecar of an embeddings file: ``emb.npy`` -> ``emb.keys.csv`` (the rows, in order)."""
+    return Path(out_npy).with_suffix(".keys.csv")
+
+
 def defect_labels(frame: pd.DataFrame) -> np.ndarray:
     """Binary targets: 0 for ``PASS``, 1 for any other label."""
     return (frame["label"] != PASS_LABEL).to_numpy(dtype=np.int64)

@@ -141,11 +141,6 @@ def run_inference(
     return rows
 
 
-def embedding_keys_path(out_npy: str | Path) -> Path:
-    """Sidecar of an embeddings file: ``emb.npy`` -> ``emb.keys.csv``."""
-    return Path(out_npy).with_suffix(".keys.csv")
-
-
 def export_embeddings(
     checkpoint: str | Path,
     csv_path: str | Path,
@@ -161,7 +156,7 @@ def export_embeddings(
     vectors = embeddings.numpy().astype(np.float32)
     with fsutil.atomic_path(out_npy) as tmp, open(tmp, "wb") as handle:
         np.save(handle, vectors)
-    fsutil.write_csv(embedding_keys_path(out_npy), rows[list(KEY_COLUMNS)])
+    fsutil.write_csv(csvdata.embedding_keys_path(out_npy), rows[list(KEY_COLUMNS)])
     return vectors
 
 

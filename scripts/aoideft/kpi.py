@@ -113,6 +113,15 @@ class ThresholdSweep:
         needed = math.ceil(min_recall * self.n_defect - 1e-9)
         return self.point(int(np.flatnonzero(self.tp >= needed)[-1]))
 
+    def at_far(self, max_far_pct: float) -> OperatingPoint:
+        """The lowest threshold whose FAR is <= ``max_far_pct`` (the highest recall at that FAR budget)."""
+        if not 0.0 <= max_far_pct <= 100.0:
+            raise ValueError(f"max_far_pct must be in [0, 100], got {max_far_pct}")
+        allowed = math.floor(max_far_pct / 100.0 * self.n_pass + 1e-9)
+        within = np.flatnonzero(self.fp <= allowed)
+        # Unscored PASS rows are always flagged; if they alone exceed the budget, the top candidate is closest.
+        return self.point(int(within[0]) if len(within) else len(self.thresholds) - 1)
+
     def best_f1(self) -> OperatingPoint:
         """The candidate with the highest F1; among equal F1 the highest threshold (fewest alarms)."""
         f1 = 2 * self.tp / (2 * self.tp + self.fp + (self.n_defect - self.tp))

@@ -115,6 +115,40 @@ class IterationCard(TypedDict, total=False):
     warnings: list[str]
 
 
+class FailureModeRow(TypedDict, total=False):
+    id: str
+    description: str
+    size: int  # weak rows in the mode
+    share: float  # of its side's weak rows (0-1)
+    lift: float | None  # metadata modes: over-representation among weak rows
+    p_value: float | None
+    labels: str
+    sdg_rows: int | None  # what the next iteration's routing gave the mode
+    mining_rows: int | None
+    examples: list[SampleImage]  # golden_png_b64 / test_png_b64 / caption
+
+
+class FailureModeTable(TypedDict, total=False):
+    iteration: str  # the model whose failures these are
+    routed_in: str | None  # the iteration whose routing used them
+    routing: str
+    summary: str
+    modes: list[FailureModeRow]
+
+
+class RegressionRow(TypedDict, total=False):
+    iteration: str
+    val_far_pct: float | None
+    best_before: float | None
+    worse_by_pp: float | None
+    fired: bool
+
+
+class RegressionGate(TypedDict, total=False):
+    tolerance_pp: float | None  # None: the gate is off
+    rows: list[RegressionRow]
+
+
 class Phase3(TypedDict, total=False):
     ran: bool
     message: str
@@ -130,6 +164,8 @@ class ReportContext(TypedDict, total=False):
     defect_types: list[DefectType]
     samples: list[SampleImage]
     iteration_cards: list[IterationCard]
+    failure_modes: list[FailureModeTable]
+    regression_gate: RegressionGate | None
     phase3: Phase3 | None
     recommendations: list[str]
 
@@ -480,6 +516,17 @@ def normalise_context(context: ReportContext | Mapping[str, Any]) -> dict[str, A
         samples.append({"caption": sample.get("caption", ""), "kind": sample.get("kind", "real"),
                         "golden_uri": _checked_png_uri(sample["golden_png_b64"], what + " golden"),
                         "test_uri": _checked_png_uri(sample["test_png_b64"], what + " test")})
+    failure_modes = []
+    for table in ctx.get("failure_modes") or []:
+        modes = []
+        for mode in table.get("modes", []):
+            what = f"failure mode {mode.get('id', '')!r} of {table.get('iteration', '')}"
+            examples = [{"caption": example.get("caption", ""),
+                         "golden_uri": _checked_png_uri(example["golden_png_b64"], what + " golden"),
+                         "test_uri": _checked_png_uri(example["test_png_b64"], what + " test")}
+                        for example in mode.get("examples", [])]
+            modes.append({**mode, "examples": examples})
+        failure_modes.append({"routed_in": None, "routing": "", "summary": "", **table, "modes": modes})
     out = {
         "header": header,
         "status": kpi_status(header["final_far_pct"], target, in_progress=bool(header["in_progress"])),
@@ -493,6 +540,8 @@ def normalise_context(context: ReportContext | Mapping[str, Any]) -> dict[str, A
         "phase3": ({"ran": False, "message": "", "improved_over_deft": None, **ctx["phase3"]}
                    if ctx.get("phase3") else None),
         "recommendations": list(ctx.get("recommendations") or []),
+        "failure_modes": failure_modes,
+        "regression_gate": ctx.get("regression_gate"),
     }
     out["charts"] = _charts({**ctx, "rows": rows}, target)
     return out

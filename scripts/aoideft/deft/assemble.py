@@ -9,6 +9,7 @@ iteration_added, with source in {base_train, previous_iter_train, mining_pool, s
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 import pandas as pd
@@ -37,6 +38,30 @@ def rebase(frame: pd.DataFrame, prefix: str) -> pd.DataFrame:
     for column in ("input_path", "golden_path"):
         rebased[column] = marker + rebased[column].astype(str)
     return rebased
+
+
+def trim_to_budget(sdg_rows: pd.DataFrame, mined: pd.DataFrame, *, max_new_rows: int, max_synthetic_share: float,
+                   previous_rows: int, previous_synthetic_rows: int) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """The one guard on what an iteration adds, whatever routed it: at most ``max_new_rows`` new rows and
+    a synthetic share of the combined CSV of at most ``max_synthetic_share``. Surplus is dropped from the
+    end (SDG: pre-generated pairs come last; mining: least similar last); returns what was dropped, in words."""
+    notes = []
+    mined_kept = len(mined)
+    sdg_kept = len(sdg_rows)
+    if max_synthetic_share < 1.0:
+        room = (max_synthetic_share * (previous_rows + mined_kept) - previous_synthetic_rows) / (1 - max_synthetic_share)
+        sdg_kept = min(sdg_kept, max(0, math.floor(room + 1e-9)))
+        if sdg_kept < len(sdg_rows):
+            notes.append(f"dropped {len(sdg_rows) - sdg_kept} synthetic row(s): the synthetic share would exceed "
+                         f"{max_synthetic_share:.0%}")
+    over = sdg_kept + mined_kept - max_new_rows
+    if over > 0:
+        cut_sdg = min(over, sdg_kept)
+        sdg_kept -= cut_sdg
+        mined_kept -= over - cut_sdg
+        notes.append(f"dropped {over} row(s) over the budget of {max_new_rows} new rows "
+                     f"({cut_sdg} synthetic, {over - cut_sdg} mined)")
+    return sdg_rows.iloc[:sdg_kept], mined.iloc[:mined_kept], notes
 
 
 def assemble(

@@ -116,12 +116,16 @@ def mine(
     history_aware: bool = True,
     iteration: int | None = None,
     batch_size: int = 8192,
+    quotas: dict[str, int] | None = None,
+    max_rows: int | None = None,
 ) -> MiningResult:
     """Mine pool rows for the weak ``targets`` (one embedding row per target row, same order).
 
     Targets repeated per light are de-duplicated by row key (first embedding kept). ``history``
     ({iteration: [keys]}) entries of ``iteration`` or later are ignored, so re-running an iteration
-    recomputes it instead of excluding its own rows.
+    recomputes it instead of excluding its own rows. Each pool row goes to the target it is most
+    similar to; ``quotas`` ({failure_mode: rows}, targets need a ``failure_mode`` column) then keep
+    the most similar rows of each mode up to its quota, and ``max_rows`` the most similar overall.
     """
     if len(targets) != len(target_emb) or len(pool) != len(pool_emb):
         raise ValueError(f"embeddings do not match their frames: {len(targets)} targets vs {len(target_emb)} "
@@ -158,11 +162,15 @@ def mine(
         for row, member in enumerate(members):
             candidates.extend((int(member), int(i), float(s)) for i, s in zip(idx[row], sims[row]))
 
-    chosen = _best_per_pool_row([c for c in candidates if c[2] >= min_similarity])
+    above = _best_per_pool_row([c for c in candidates if c[2] >= min_similarity])
+    chosen = above if quotas is None else _within_quotas(above, targets["failure_mode"], quotas)
+    chosen = chosen if max_rows is None else chosen[:max(max_rows, 0)]
     rows = pool.iloc[[c[1] for c in chosen]].reset_index(drop=True)
     rows["similarity"] = [c[2] for c in chosen]
     rows["target_key"] = [target_keys.iloc[c[0]] for c in chosen]
     rows["target_label"] = [targets["label"].iloc[c[0]] for c in chosen]
+    if "failure_mode" in targets.columns:
+        rows["failure_mode"] = [targets["failure_mode"].iloc[c[0]] for c in chosen]
 
     previous_yield = _previous_yield(history)
     if previous_yield and len(rows) < YIELD_DROP_WARN_FRACTION * previous_yield:
@@ -175,7 +183,8 @@ def mine(
         "targets": len(targets), "pool_rows": len(pool), "excluded_rows": int(excluded.sum()),
         "mined_before_rows": int((mined_before & ~excluded).sum()), "eligible_rows": int(eligible.sum()),
         "candidates": len(candidates), "above_floor": int(above_floor),
-        "duplicates_dropped": int(above_floor - len(rows)), "mined": len(rows),
+        "duplicates_dropped": int(above_floor - len(above)), "over_budget_dropped": len(above) - len(rows),
+        "mined": len(rows),
         "previous_yield": previous_yield,
         "per_target_label": {str(k): int(v) for k, v in rows["target_label"].value_counts().sort_index().items()},
         "similarity": _describe(rows["similarity"]),
@@ -207,6 +216,26 @@ def _best_per_pool_row(candidates: list[tuple[int, int, float]]) -> list[tuple[i
             seen.add(candidate[1])
             chosen.append(candidate)
     return chosen
+
+
+def _within_quotas(chosen: list[tuple[int, int, float]], modes: pd.Series,
+                   quotas: dict[str, int]) -> list[tuple[int, int, float]]:
+    """The most similar candidates of each target's failure mode, up to that mode's quota."""
+    taken: dict[str, int] = {}
+    kept = []
+    for candidate in chosen:
+        mode = modes.iloc[candidate[0]]
+        if taken.get(mode, 0) < quotas.get(mode, 0):
+            taken[mode] = taken.get(mode, 0) + 1
+            kept.append(candidate)
+    return kept
+
+
+def rows_per_mode(result: MiningResult) -> dict[str, int]:
+    """Mined rows per failure mode (the availability the routing program may spend)."""
+    if "failure_mode" not in result.rows.columns:
+        return {}
+    return {str(k): int(v) for k, v in result.rows["failure_mode"].value_counts().items()}
 
 
 def _nothing_mined_reason(targets: int, eligible: int, candidates: int, floor: float) -> str:

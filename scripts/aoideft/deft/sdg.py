@@ -28,11 +28,11 @@ from aoideft.errors import InputError
 
 PASS_LABEL = "PASS"
 MANDATORY_COLUMNS = ("input_path", "golden_path", "label", "object_name")
-SDG_COLUMNS = ("sdg_source", "sdg_target", "sdg_method")
+SDG_COLUMNS = ("sdg_source", "sdg_target", "sdg_method", "sdg_mode", "sdg_strength", "sdg_change")
 # Metadata a synthetic row must not inherit from its source row (per-stage outputs, not sample facts).
 NOT_METADATA = frozenset(MANDATORY_COLUMNS) | frozenset(SDG_COLUMNS) | {
     "row_key", "siamese_score", "weakness", "misclassified", "filepath", "light",
-    "similarity", "target_key", "target_label", "drop_reason",
+    "similarity", "target_key", "target_label", "drop_reason", "failure_mode", "side", "severity", "mode_quota",
 }
 DEFAULT_MATCH_COLUMNS = ("comp_type_1",)
 # How strongly solder/metal reflects under each light (1 = fully specular).
@@ -530,8 +530,9 @@ class _SourcePicker:
         self.columns = [c for c in match_columns if c in sources.columns]
         self.cycles: dict[tuple, list[int]] = {}
 
-    def pick(self, target: pd.Series) -> int:
-        group = tuple((c, target[c]) for c in self.columns if c in target.index and pd.notna(target[c]))
+    def pick(self, target: pd.Series, extra_columns: Collection[str] = ()) -> int:
+        columns = [*self.columns, *(c for c in extra_columns if c in self.sources.columns and c not in self.columns)]
+        group = tuple((c, target[c]) for c in columns if c in target.index and pd.notna(target[c]))
         candidates = self._candidates(group)
         if not candidates and group:
             group = ()
@@ -553,6 +554,49 @@ class _SourcePicker:
 # Synthesis
 
 
+@dataclass(frozen=True)
+class Slot:
+    """One pair to synthesise: its target row, how strong the change is, the mode it serves."""
+
+    target: pd.Series
+    strength: float = 1.0  # 1 = the full drawn defect; lower blends it toward the golden (subtler)
+    mode: str = ""
+    match_columns: tuple[str, ...] = ()  # besides DEFAULT_MATCH_COLUMNS, e.g. the mode's defining column
+
+
+MIN_STRENGTH = 0.5  # a missed defect at the bottom of the score range is drawn at half strength
+
+
+def label_slots(targets: pd.DataFrame, num_sdg: int) -> list[Slot]:
+    """TAO's allocation: ``num_sdg`` pairs split over the targets' labels (see ``split_budget``)."""
+    unique_targets = _unique_targets(targets)
+    counts = unique_targets["label"].value_counts().to_dict()
+    budget = split_budget({str(k): int(v) for k, v in counts.items()}, num_sdg)
+    return [Slot(target) for target in _target_slots(unique_targets, budget)]
+
+
+def mode_slots(targets: pd.DataFrame, modes: list[dict], *, oversample: int = 1) -> list[Slot]:
+    """``oversample`` x each mode's quota, cycling the mode's weakest rows first.
+
+    ``targets`` carry ``failure_mode``, ``mode_quota``, ``weakness`` and ``severity`` (failure_modes
+    targets). Conditioning: the target's label and component type (source goldens are matched on
+    them and on the mode's defining column), and for missed defects the severity: a defect the model
+    scored lowest is drawn at ``MIN_STRENGTH``, one near the target threshold at full strength.
+    """
+    definitions = {mode["id"]: mode for mode in modes}
+    slots = []
+    for mode_id, rows in targets.groupby("failure_mode", sort=True):
+        rows = rows.sort_values(["weakness", "row_key"], ascending=[False, True], kind="stable")
+        count = int(rows["mode_quota"].iloc[0]) * max(1, oversample)
+        extra = tuple(definitions.get(mode_id, {}).get("definition", {}).keys() - {"cluster", "label"})
+        for i in range(count):
+            target = rows.iloc[i % len(rows)]
+            severity = target.get("severity")
+            strength = 1.0 if severity is None or pd.isna(severity) else MIN_STRENGTH + (1 - MIN_STRENGTH) * float(severity)
+            slots.append(Slot(target, strength, str(mode_id), extra))
+    return slots
+
+
 def synthesize(
     targets: pd.DataFrame,
     sources: pd.DataFrame,
@@ -565,17 +609,19 @@ def synthesize(
     num_sdg: int = 20,
     seed: int = 0,
     match_columns: Collection[str] = DEFAULT_MATCH_COLUMNS,
+    slots: list[Slot] | None = None,
 ) -> pd.DataFrame:
-    """Write ``num_sdg`` synthetic pairs for the routed ``targets`` and return their CSV rows.
+    """Write synthetic pairs for the routed ``targets`` and return their CSV rows.
 
-    ``targets``: SDG-routed gap rows (per light is fine; de-duplicated by row key), weakest first per
-    label when a ``weakness`` column is present. ``sources``: training rows whose golden images are
-    used (relative to ``source_images_dir``). Deterministic in (seed, iteration).
+    ``slots`` (one per pair, e.g. ``mode_slots``) decide what is drawn; without them, ``num_sdg``
+    pairs split over the targets' labels (TAO's rule). ``targets``: SDG-routed gap rows (per light is
+    fine; de-duplicated by row key), weakest first per label when a ``weakness`` column is present.
+    ``sources``: training rows whose golden images are used (relative to ``source_images_dir``).
+    Deterministic in (seed, iteration).
     """
-    unique_targets = _unique_targets(targets)
-    counts = unique_targets["label"].value_counts().to_dict()
-    budget = split_budget({str(k): int(v) for k, v in counts.items()}, num_sdg)
-    if not budget:
+    if slots is None:
+        slots = label_slots(targets, num_sdg)
+    if not slots:
         return _as_rows([], sources)
     if sources.empty:
         raise InputError("SDG has targets but the training data has no rows to take golden images from.")
@@ -585,8 +631,9 @@ def synthesize(
     test_dir, golden_dir = sdg_dirs(iteration)
     out_root = Path(run_images_root)
     rows = []
-    for index, target in enumerate(_target_slots(unique_targets, budget)):
-        source = sources.iloc[picker.pick(target)]
+    for index, slot in enumerate(slots):
+        target = slot.target
+        source = sources.iloc[picker.pick(target, slot.match_columns)]
         name = sdg_object_name(iteration, index)
         golden_files = [
             csvdata.image_file(source_images_dir, source["golden_path"], source["object_name"], light, image_ext)
@@ -594,17 +641,83 @@ def synthesize(
         ]
         goldens = [_load_golden(path, source_keys.iloc[source.name]) for path in golden_files]
         plan = plan_defect(target["label"], [image for image, _ in goldens], np.random.default_rng([seed, iteration, index]))
+        change = 0.0
         for light, path, (golden, mode) in zip(lights, golden_files, goldens):
             fsutil.write_bytes(csvdata.image_file(out_root, golden_dir, name, light, image_ext), path.read_bytes())
-            test = encode_image(render(golden, plan, light), mode, image_ext)
-            fsutil.write_bytes(csvdata.image_file(out_root, test_dir, name, light, image_ext), test)
+            drawn = render(golden, plan, light)
+            if slot.strength != 1.0:
+                drawn = golden + slot.strength * (drawn - golden)
+            change = max(change, float(np.abs(drawn - golden).mean()))
+            fsutil.write_bytes(csvdata.image_file(out_root, test_dir, name, light, image_ext),
+                               encode_image(drawn, mode, image_ext))
         rows.append({
             "input_path": test_dir, "golden_path": golden_dir, "label": target["label"], "object_name": name,
             **_metadata(source),
             "sdg_source": source_keys.iloc[source.name], "sdg_target": target["row_key"],
-            "sdg_method": f"procedural:{plan.kind}",
+            "sdg_method": f"procedural:{plan.kind}", "sdg_mode": slot.mode,
+            "sdg_strength": round(slot.strength, 4), "sdg_change": round(change, 4),
         })
     return _as_rows(rows, sources)
+
+
+@dataclass(frozen=True)
+class VerifyRules:
+    """When a synthetic pair teaches nothing: see ``verify``."""
+
+    pass_threshold: float  # the KPI threshold (100% recall): PASS pairs far below it are already right
+    defect_threshold: float  # the target-FAR threshold: defects far above it are already caught
+    margin: float = 0.15
+    near_duplicate_cosine: float = 0.995
+    min_change: float = 0.5  # mean |test - golden| in grey levels, worst light
+
+
+def verify(candidates: pd.DataFrame, scores: np.ndarray, embeddings: np.ndarray, rules: VerifyRules,
+           quotas: dict[str, int] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(accepted, rejected + reject_reason/reject_detail) in candidate order, scored by the current model.
+
+    Rejected, in this order: no visible change; a defect the model scores ``margin`` above the
+    defect threshold or a PASS pair ``margin`` below the PASS threshold (the model already gets it
+    right with a wide margin); a near-duplicate (embedding cosine >= ``near_duplicate_cosine``) of
+    an accepted pair; surplus beyond its mode's quota (``quotas`` by ``sdg_mode``).
+    """
+    if len(candidates) != len(scores) or len(candidates) != len(embeddings):
+        raise ValueError(f"{len(candidates)} candidates but {len(scores)} scores and {len(embeddings)} embeddings")
+    frame = candidates.reset_index(drop=True).assign(sdg_score=np.asarray(scores, dtype=float))
+    vectors = np.asarray(embeddings, dtype=np.float64)
+    vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    is_pass = (frame["label"] == PASS_LABEL).to_numpy()
+    accepted: list[int] = []
+    taken: dict[str, int] = {}
+    rejected: dict[int, tuple[str, str]] = {}  # row -> (reason code, detail)
+    for i, row in frame.iterrows():
+        score, mode, change = float(row["sdg_score"]), str(row.get("sdg_mode", "")), float(row["sdg_change"])
+        similarity = vectors[accepted] @ vectors[i] if accepted else np.zeros(1)
+        if change < rules.min_change:
+            rejected[i] = ("no_visible_change", f"mean |test - golden| {change:.2f} < {rules.min_change}")
+        elif is_pass[i] and score <= rules.pass_threshold - rules.margin:
+            rejected[i] = ("already_passed", f"score {score:.3f} <= {rules.pass_threshold - rules.margin:.3f}")
+        elif not is_pass[i] and score >= rules.defect_threshold + rules.margin:
+            rejected[i] = ("already_flagged", f"score {score:.3f} >= {rules.defect_threshold + rules.margin:.3f}")
+        elif similarity.max() >= rules.near_duplicate_cosine:
+            twin = frame.at[accepted[int(similarity.argmax())], "object_name"]
+            rejected[i] = ("near_duplicate", f"of {twin} (cosine {similarity.max():.4f})")
+        elif quotas is not None and taken.get(mode, 0) >= quotas.get(mode, 0):
+            rejected[i] = ("surplus", f"mode {mode} already has its {quotas.get(mode, 0)} pair(s)")
+        else:
+            accepted.append(i)
+            taken[mode] = taken.get(mode, 0) + 1
+    order = sorted(rejected)
+    rejected_rows = frame.loc[order].assign(reject_reason=[rejected[i][0] for i in order],
+                                           reject_detail=[rejected[i][1] for i in order])
+    return frame.loc[accepted].drop(columns="sdg_score").reset_index(drop=True), rejected_rows.reset_index(drop=True)
+
+
+def delete_pairs(rows: pd.DataFrame, *, run_images_root: str | Path, lights, image_ext: str) -> None:
+    """Remove the images of synthetic ``rows`` (rejected candidates) from this iteration's SDG folders."""
+    for row in rows.itertuples():
+        for rel_dir in (row.input_path, row.golden_path):
+            for light in lights:
+                csvdata.image_file(run_images_root, rel_dir, row.object_name, light, image_ext).unlink(missing_ok=True)
 
 
 def _unique_targets(targets: pd.DataFrame) -> pd.DataFrame:

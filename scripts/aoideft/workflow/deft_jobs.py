@@ -3,6 +3,7 @@ stage module (aoideft.deft.*) and committing its result to deft_state.json / loo
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .. import csvdata, fsutil, kpi, spec as tao_spec, state
-from ..deft import assemble, mining, rca, routing, sdg
+from ..deft import assemble, failure_modes, mining, rca, routing, sdg
 from ..errors import InputError
 from . import checkpoints, state_hooks
 from .loop import walk_loop
@@ -118,10 +119,18 @@ def run_rca(settings: RunSettings, it: str, best_path: Path, out_metrics: Path) 
     result = rca.analyse(inference, lights=lights, images_dir=settings.images_dir, image_ext=ext,
                          top_k_per_label=settings.deft["top_k_per_label"])
     rca.write_rca(result, out_metrics.parent)
+    mode_settings = failure_modes.ModeSettings.from_config(settings.deft["failure_modes"], settings.deft_seed)
+    kpi_emb, kpi_keys = _embeddings(settings.run_dir / it / "embeddings" / "kpi.npy")
+    modes = failure_modes.find_modes(inference, target_far_pct=settings.kpi_target, settings=mode_settings,
+                                     embeddings=kpi_emb, embedding_keys=kpi_keys,
+                                     columns=settings.deft["failure_modes"]["columns"], source=best["inference_csv"])
+    failure_modes.write_modes(modes, out_metrics.parent, mode_settings)
+    for mode in modes.modes:
+        print(f"failure mode {mode['id']}: {mode['size']} weak rows, {mode['share']:.0%} of its side")
     metrics = fsutil.read_json(out_metrics)
     state_hooks.commit(settings, it, "rca", time.time() - started,
                        f"{len(result.gaps)} weak (row, light) samples; targets "
-                       f"{', '.join(metrics.get('target_defects', [])) or 'none'}",
+                       f"{', '.join(metrics.get('target_defects', [])) or 'none'}; {len(modes.modes)} failure modes",
                        fields={"rca_target_defects": metrics.get("target_defects", []),
                                "rca_gaps_parquet": str((out_metrics.parent / "kpi_gaps.parquet").relative_to(settings.run_dir))})
 
@@ -182,21 +191,73 @@ def _require_continue(settings: RunSettings, n: int) -> None:
                          f"there is no iteration {n} to run")
 
 
+ROUTED_BY_MODES, ROUTED_BY_LABELS = "modes", "labels"
+PLAN_FILE = "routing_plan.json"
+
+
 def route(settings: RunSettings, n: int, out_summary: Path) -> None:
     started = time.time()
     _require_continue(settings, n)
     state_hooks.start_iteration(settings, n)
-    gaps = rca.read_gaps(settings.run_dir / prev_label(n) / "rca")
+    rca_dir = settings.run_dir / prev_label(n) / "rca"
     pool = _read(settings.pool_csv, settings.pool_images_dir, settings, "mining pool CSV")
-    result = routing.route_by_label(gaps, sdg_labels=set(settings.deft["sdg"]["labels"]),
-                                    pool_labels=set(pool["label"]))
-    routing.write_routing(result, out_summary.parent)
+    out_dir = out_summary.parent
+    result = _route_by_modes(settings, n, rca_dir, pool, out_dir) if settings.deft["engine"] == "failure_modes" else None
+    if result is None:  # engine tao, or no failure mode to route to
+        result = routing.route_by_label(rca.read_gaps(rca_dir), sdg_labels=set(settings.deft["sdg"]["labels"]),
+                                        pool_labels=set(pool["label"]))
+    if settings.deft["engine"] == "tao":
+        fsutil.write_json(out_dir / PLAN_FILE, {"engine": "tao", "routed_by": ROUTED_BY_LABELS, "status": "labels",
+                                                "message": "TAO's label routing"})
+    routing.write_routing(result, out_dir)
+    plan = fsutil.read_json(out_dir / PLAN_FILE)
     it = f"iter{n}"
     state_hooks.commit(settings, it, "routing", time.time() - started,
-                       f"{len(result.sdg)} to SDG, {len(result.mining)} to mining, {len(result.dropped)} dropped",
+                       f"{len(result.sdg)} to SDG, {len(result.mining)} to mining, {len(result.dropped)} dropped "
+                       f"(routed by {plan['routed_by']}{'; ' + plan['message'] if plan['message'] else ''})",
                        fields={f"routing_{k}_parquet": str((out_summary.parent / f"routing_{k}.parquet").relative_to(settings.run_dir))
                                for k in ("sdg", "mining", "dropped")},
                        state_updates={"current_iteration": n})
+
+
+def routed_by(settings: RunSettings, n: int) -> str:
+    return fsutil.read_json(settings.run_dir / f"iter{n}" / "routing" / PLAN_FILE)["routed_by"]
+
+
+def _route_by_modes(settings: RunSettings, n: int, rca_dir: Path, pool: pd.DataFrame,
+                    out_dir: Path) -> routing.Routing | None:
+    """The budgeted integer program over the failure modes; None (label routing) when there is no mode."""
+    modes, targets = failure_modes.read_modes(rca_dir)
+    available = mining.rows_per_mode(_mine_targets(settings, n, targets, pool))
+    demands = [routing.ModeDemand(m["id"], m["weight"], m["size"], available.get(m["id"], 0)) for m in modes]
+    previous, provenance = previous_training(settings, n)
+    budget_cfg, routing_cfg = settings.deft["budget"], settings.deft["routing"]
+    budget = routing.Budget(
+        max_new_rows=budget_cfg["max_new_rows"], sdg_rows=settings.deft["sdg"]["num_sdg"],
+        compute_s=budget_cfg["compute_s"], sdg_row_cost_s=budget_cfg["sdg_row_cost_s"],
+        row_train_cost_s=budget_cfg["row_train_cost_s"], max_synthetic_share=budget_cfg["max_synthetic_share"],
+        previous_rows=len(previous), previous_synthetic_rows=_synthetic_rows(provenance))
+    plan = routing.plan_rows(demands, budget, rows_per_weak_row=routing_cfg["rows_per_weak_row"],
+                             synthetic_value=routing_cfg["synthetic_value"])
+    by_labels = plan.status == "no_modes"
+    message = plan.message + ("; fallback: TAO's label routing" if by_labels else "")
+    if message:
+        print(f"routing: {message}")
+    routing.write_plan(plan, demands, budget, out_dir, engine="failure_modes", message=message,
+                       routed_by=ROUTED_BY_LABELS if by_labels else ROUTED_BY_MODES)
+    if by_labels:
+        return None
+    served = {mode for mode, rows in plan.rows.items() if rows["sdg"] or rows["mining"]}
+    return routing.Routing(
+        sdg=routing.mode_targets(targets, plan, "sdg"),
+        mining=routing.mode_targets(targets, plan, "mining"),
+        dropped=targets[~targets["failure_mode"].isin(served)].assign(
+            drop_reason="its failure mode got no rows within the budgets").reset_index(drop=True),
+    )
+
+
+def _synthetic_rows(provenance: pd.DataFrame | None) -> int:
+    return 0 if provenance is None else int((provenance["source"] == assemble.SYNTHETIC).sum())
 
 
 def previous_training(settings: RunSettings, n: int) -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -212,62 +273,139 @@ def previous_training(settings: RunSettings, n: int) -> tuple[pd.DataFrame, pd.D
 def run_sdg(settings: RunSettings, n: int, out_rows: Path) -> None:
     started = time.time()
     lights, ext = _lights_and_ext(settings)
-    targets = pd.read_parquet(out_rows.parent.parent / "routing" / "routing_sdg.parquet")
+    out_dir = out_rows.parent
+    targets = pd.read_parquet(out_dir.parent / "routing" / "routing_sdg.parquet")
     sources, provenance = previous_training(settings, n)
     if provenance is None:  # the base CSV: address its images through <run>/images like the rest
         sources = assemble.rebase(sources, "workspace")
     cfg = settings.deft["sdg"]
-    details = {}
-    frames = [sdg.synthesize(targets, sources, source_images_dir=settings.run_images, lights=lights,
-                             image_ext=ext, run_images_root=settings.run_images, iteration=n,
-                             num_sdg=cfg["num_sdg"], seed=settings.automl["seed"] + n)]
+    by_modes = routed_by(settings, n) == ROUTED_BY_MODES
+    verify = by_modes and cfg["verify"]
+    rca_dir = settings.run_dir / prev_label(n) / "rca"
+    if by_modes:
+        slots = sdg.mode_slots(targets, failure_modes.read_modes(rca_dir)[0], oversample=cfg["oversample"] if verify else 1)
+    else:
+        slots = sdg.label_slots(targets, cfg["num_sdg"])
+    candidates = sdg.synthesize(targets, sources, source_images_dir=settings.run_images, lights=lights,
+                                image_ext=ext, run_images_root=settings.run_images, iteration=n,
+                                seed=settings.deft_seed + n, slots=slots)
+    details: dict[str, Any] = {"routed_by": "modes" if by_modes else "labels", "candidates": len(candidates)}
+    if verify and len(candidates):
+        candidates = _verified(settings, n, candidates, targets, rca_dir, out_dir, details)
+    frames = [candidates]
     if cfg["ingest_pregenerated"] and settings.synthetic_dir.is_dir():
         ingested = sdg.ingest_pregenerated(settings.synthetic_dir, lights=lights, image_ext=ext,
                                            out_images_root=settings.run_images, iteration=n)
         details["pregenerated"] = ingested.attrs.get("ingest_report")
         frames.append(ingested)
     rows = pd.concat(frames, ignore_index=True)
-    sdg.write_sdg_manifest(rows, out_rows.parent, details=details)
+    sdg.write_sdg_manifest(rows, out_dir, details=details)
+    verified = f" ({details['rejected']} of {details['candidates']} candidates rejected)" if "rejected" in details else ""
     state_hooks.commit(settings, f"iter{n}", "sdg", time.time() - started,
-                       f"{len(rows)} synthetic pairs", fields={"sdg_generated_count": int(len(rows))})
+                       f"{len(rows)} synthetic pairs{verified}", fields={"sdg_generated_count": int(len(rows))})
 
 
-def embed(settings: RunSettings, n: int, out_summary: Path) -> None:
+def _verified(settings: RunSettings, n: int, candidates: pd.DataFrame, targets: pd.DataFrame, rca_dir: Path,
+              out_dir: Path, details: dict[str, Any]) -> pd.DataFrame:
+    """The candidates the current model does not already get right, one per mode quota; rejected images deleted."""
+    lights, ext = _lights_and_ext(settings)
+    cfg = settings.deft["sdg"]
     best = fsutil.read_json(settings.run_dir / prev_label(n) / "evaluate" / "best.json")
+    ckpt = settings.run_dir / best["best_ckpt_path"]
+    backend = model_backend(settings)
+    candidates_csv = out_dir / "verify" / "candidates.csv"
+    fsutil.write_csv(candidates_csv, candidates)
+    scored = backend.infer(ckpt, candidates_csv, settings.run_images, out_dir / "verify" / "candidates_scored.csv")
+    backend.embed(ckpt, candidates_csv, settings.run_images, out_dir / "verify" / "candidates.npy")
+    scores = pd.read_csv(scored, keep_default_na=False)[kpi.SCORE_COLUMN].to_numpy(dtype=float)
+    operating = fsutil.read_json(rca_dir / failure_modes.MODES_FILE)["operating"]
+    rules = sdg.VerifyRules(pass_threshold=operating["kpi_threshold"], defect_threshold=operating["target_threshold"],
+                            margin=cfg["reject_margin"], near_duplicate_cosine=cfg["near_duplicate_cosine"],
+                            min_change=cfg["min_change"])
+    quotas = _mode_quotas(targets)
+    accepted, rejected = sdg.verify(candidates, scores, np.load(out_dir / "verify" / "candidates.npy", allow_pickle=False),
+                                    rules, quotas)
+    sdg.delete_pairs(rejected, run_images_root=settings.run_images, lights=lights, image_ext=ext)
+    fsutil.write_csv(out_dir / "verify" / "rejected.csv", rejected)
+    reasons = rejected["reject_reason"].value_counts().sort_index()
+    details.update({"rejected": len(rejected), "accepted": len(accepted),
+                    "reject_reasons": {str(k): int(v) for k, v in reasons.items()},
+                    "quotas": quotas, "accepted_per_mode": {str(k): int(v) for k, v in
+                                                            accepted["sdg_mode"].value_counts().items()}})
+    return accepted
+
+
+def _mode_quotas(targets: pd.DataFrame) -> dict[str, int]:
+    """{failure mode: rows} of routed mode targets (routing.mode_targets)."""
+    return {str(k): int(v) for k, v in targets.drop_duplicates("failure_mode")
+            .set_index("failure_mode")["mode_quota"].items()}
+
+
+def embed(settings: RunSettings, it: str, out_summary: Path) -> None:
+    """KPI and pool embeddings by ``it``'s best model, keyed by the checkpoint's content hash."""
+    best = fsutil.read_json(settings.run_dir / it / "evaluate" / "best.json")
     ckpt = settings.run_dir / best["best_ckpt_path"]
     backend = model_backend(settings)
     out_dir = out_summary.parent
     backend.embed(ckpt, settings.kpi_csv, settings.images_dir, out_dir / "kpi.npy")
     backend.embed(ckpt, settings.pool_csv, settings.pool_images_dir, out_dir / "pool.npy")
-    fsutil.write_json(out_summary, {"checkpoint": best["best_ckpt_path"], "kpi": "kpi.npy", "pool": "pool.npy"})
+    fsutil.write_json(out_summary, {"checkpoint": best["best_ckpt_path"], "checkpoint_sha256": _sha256(ckpt),
+                                    "kpi": "kpi.npy", "pool": "pool.npy"})
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _embeddings(npy: Path) -> tuple[np.ndarray, pd.Series]:
-    from ..inference import embedding_keys_path  # imports torch: only the jobs that need it pay for it
-
-    keys = pd.read_csv(embedding_keys_path(npy), dtype=str, keep_default_na=False)
+    keys = pd.read_csv(csvdata.embedding_keys_path(npy), dtype=str, keep_default_na=False)
     return np.load(npy, allow_pickle=False), csvdata.row_key(keys)
+
+
+def _mine_targets(settings: RunSettings, n: int, targets: pd.DataFrame, pool: pd.DataFrame,
+                  **selection: Any) -> mining.MiningResult:
+    """Mine the pool for ``targets`` with the previous model's embeddings, history and exclusions."""
+    run = settings.run_dir
+    cfg = settings.deft["mining"]
+    emb_dir = run / prev_label(n) / "embeddings"
+    kpi_emb, kpi_keys = _embeddings(emb_dir / "kpi.npy")
+    pool_emb, pool_keys = _embeddings(emb_dir / "pool.npy")
+    if not pool_keys.equals(csvdata.row_key(pool)):
+        raise InputError(f"{emb_dir / 'pool.npy'} was computed from another mining pool CSV; delete "
+                         f"{emb_dir} and rerun.")
+    target_rows = targets.drop_duplicates(subset=["input_path", "object_name"])
+    index = {key: i for i, key in enumerate(kpi_keys)}
+    target_emb = kpi_emb[[index[k] for k in csvdata.row_key(target_rows)]] if len(target_rows) else kpi_emb[:0]
+    history = _history_before(settings, n)
+    exclude = set(csvdata.row_key(_read(settings.validation_csv, settings.images_dir, settings, "validation CSV")))
+    exclude |= set(kpi_keys)
+    return mining.mine(target_rows, target_emb, pool, pool_emb,
+                       top_k_per_target=cfg["top_k_per_target"], min_similarity=cfg["min_similarity"],
+                       history=history, exclude_keys=exclude, label_aware=cfg["label_aware"],
+                       history_aware=cfg["history_aware"], iteration=n, **selection)
+
+
+def _history_before(settings: RunSettings, n: int) -> dict[str, list[str]]:
+    path = settings.run_dir / f"iter{n - 1}" / "mining" / "mining_history.json"
+    return mining.read_history(path) if n > 1 else {}
 
 
 def mine(settings: RunSettings, n: int, out_rows: Path, out_history: Path) -> None:
     started = time.time()
-    run = settings.run_dir
-    cfg = settings.deft["mining"]
-    targets = pd.read_parquet(run / f"iter{n}" / "routing" / "routing_mining.parquet")
-    emb_dir = run / f"iter{n}" / "mining" / "embeddings"
-    kpi_emb, kpi_keys = _embeddings(emb_dir / "kpi.npy")
-    pool_emb, pool_keys = _embeddings(emb_dir / "pool.npy")
+    targets = pd.read_parquet(settings.run_dir / f"iter{n}" / "routing" / "routing_mining.parquet")
     pool = _read(settings.pool_csv, settings.pool_images_dir, settings, "mining pool CSV")
-    target_rows = targets.drop_duplicates(subset=["input_path", "object_name"])
-    index = {key: i for i, key in enumerate(kpi_keys)}
-    target_emb = kpi_emb[[index[k] for k in csvdata.row_key(target_rows)]] if len(target_rows) else kpi_emb[:0]
-    history = mining.read_history(run / f"iter{n - 1}" / "mining" / "mining_history.json") if n > 1 else {}
-    exclude = set(csvdata.row_key(_read(settings.validation_csv, settings.images_dir, settings, "validation CSV")))
-    exclude |= set(kpi_keys)
-    result = mining.mine(target_rows, target_emb, pool, pool_emb,
-                         top_k_per_target=cfg["top_k_per_target"], min_similarity=cfg["min_similarity"],
-                         history=history, exclude_keys=exclude, label_aware=cfg["label_aware"],
-                         history_aware=cfg["history_aware"], iteration=n)
+    if routed_by(settings, n) == ROUTED_BY_MODES:
+        result = _mine_targets(settings, n, targets, pool, quotas=_mode_quotas(targets))
+    else:  # TAO's per-target mining, cut to what the row budget leaves after TAO's SDG allocation
+        sdg_targets = pd.read_parquet(settings.run_dir / f"iter{n}" / "routing" / "routing_sdg.parquet")
+        planned_sdg = len(sdg.label_slots(sdg_targets, settings.deft["sdg"]["num_sdg"]))
+        result = _mine_targets(settings, n, targets, pool,
+                               max_rows=max(0, settings.deft["budget"]["max_new_rows"] - planned_sdg))
+    history = _history_before(settings, n)
     mining.write_mining(result, out_rows.parent, out_history, history=history, iteration=n)
     for warning in result.warnings:
         print(f"WARNING: {warning}")
@@ -283,13 +421,20 @@ def run_assemble(settings: RunSettings, n: int, out_csv: Path) -> None:
     it_dir = settings.run_dir / f"iter{n}"
     sdg_rows = pd.read_csv(it_dir / "sdg" / "sdg_rows.csv", dtype=str, keep_default_na=False)
     mined = pd.read_csv(it_dir / "mining" / "mined_rows.csv", dtype=str, keep_default_na=False)
+    budget = settings.deft["budget"]
+    sdg_rows, mined, notes = assemble.trim_to_budget(
+        sdg_rows, mined, max_new_rows=budget["max_new_rows"], max_synthetic_share=budget["max_synthetic_share"],
+        previous_rows=len(previous), previous_synthetic_rows=_synthetic_rows(previous_provenance))
+    for note in notes:
+        print(f"WARNING: {note}")
     combined, provenance = assemble.assemble(
         previous, {"sdg": sdg_rows, "mining_pool": mined},
         iteration=n, previous_is_base=previous_provenance is None, previous_provenance=previous_provenance)
     assemble.write_dataset(combined, provenance, out_csv.parent, n)
     added = int((provenance["iteration_added"].astype(int) == n).sum())
     state_hooks.commit(settings, f"iter{n}", "data_merge", time.time() - started,
-                       f"train_combined_iter{n}.csv: {len(combined)} rows ({added} new)",
+                       f"train_combined_iter{n}.csv: {len(combined)} rows ({added} new)"
+                       + "".join(f"; {note}" for note in notes),
                        fields={"training_csv": str(out_csv.relative_to(settings.run_dir)),
                                "training_rows": int(len(combined)), "rows_added": added})
 
@@ -328,6 +473,7 @@ def train(settings: RunSettings, n: int, csv_path: Path, out_summary: Path) -> N
         "dataset.classify.validation_dataset.csv_path": str(settings.validation_csv),
         "dataset.classify.validation_dataset.images_dir": str(settings.images_dir),
         "train.pretrained_model_path": str(run / best["best_ckpt_path"]),
+        "train.seed": settings.deft_seed + n,
     }
     if settings.deft["retrain_epochs"]:
         overrides["train.num_epochs"] = settings.deft["retrain_epochs"]

@@ -28,7 +28,7 @@ COST_CLASSES = {
     "automl_trial": ("benchmarks/*_automl/rec*.tsv", "AutoML trial (train + validation)"),
     "deft_train": ("benchmarks/iter*/train.tsv", "DEFT retrain"),
     "inference": ("benchmarks/*/inference.tsv", "inference (2 checkpoints x KPI + validation)"),
-    "embed": ("benchmarks/iter*/embed.tsv", "embeddings for mining"),
+    "embed": ("benchmarks/*/embed.tsv", "embeddings for mining"),
 }
 
 

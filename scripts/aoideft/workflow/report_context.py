@@ -151,6 +151,70 @@ def sample_pairs(settings: RunSettings, labels: list[str]) -> list[dict[str, Any
     return samples
 
 
+MAX_MODES_SHOWN = 8
+MAX_MODE_EXAMPLES = 2
+
+
+def failure_mode_tables(settings: RunSettings, labels: list[str]) -> list[dict[str, Any]]:
+    """Per evaluated loop model: its failure modes and what the next iteration's routing gave each."""
+    run = settings.run_dir
+    record = _maybe_json(run / "inputs" / "workspace.json")
+    tables = []
+    for position, label in enumerate(labels):
+        found = _maybe_json(run / label / "rca" / "failure_modes.json")
+        if not found:
+            continue
+        following = f"iter{position + 1}"
+        plan = _maybe_json(run / following / "routing" / "routing_plan.json") or {}
+        allocated = {mode["id"]: mode for mode in plan.get("modes", [])}
+        modes = []
+        for mode in found["modes"][:MAX_MODES_SHOWN]:
+            examples = []
+            for example in mode["examples"][:MAX_MODE_EXAMPLES] if record else []:
+                try:
+                    strips = [_light_strip(settings.images_dir, example[column], example["object_name"],
+                                           record["lights"], record["image_ext"]) for column in ("golden_path", "input_path")]
+                except OSError:
+                    continue
+                examples.append({"caption": f"{example['label']} {example['object_name']} score {example['score']:.3f}",
+                                 "golden_png_b64": report.png_base64(strips[0]),
+                                 "test_png_b64": report.png_base64(strips[1])})
+            rows = allocated.get(mode["id"], {})
+            modes.append({"id": mode["id"], "description": mode["description"], "size": mode["size"],
+                          "share": mode["share"], "lift": mode.get("lift"), "p_value": mode.get("p_value"),
+                          "labels": ", ".join(f"{k} {v}" for k, v in mode["labels"].items()),
+                          "sdg_rows": rows.get("sdg"), "mining_rows": rows.get("mining"), "examples": examples})
+        operating = found["operating"]
+        tables.append({
+            "iteration": label, "routed_in": following if plan else None,
+            "routing": (f"{plan.get('routed_by')} ({plan.get('status')}){': ' + plan['message'] if plan.get('message') else ''}"
+                        if plan else ""),
+            "summary": (f"{operating['false_alarms']} false alarms at the KPI threshold {operating['kpi_threshold']:.4g}; "
+                        f"{operating['missed_at_target']} defects missed at the {operating['target_far_pct']}% FAR "
+                        f"threshold {operating['target_threshold']:.4g}; {len(found['modes'])} modes over "
+                        f"{operating['weak_false_alarms']} + {operating['weak_missed']} weakest rows"),
+            "modes": modes,
+        })
+    return tables
+
+
+def regression_gate(settings: RunSettings, labels: list[str]) -> dict[str, Any]:
+    """Validation FAR per iteration against the best before it, and whether the gate stopped the loop there."""
+    run = settings.run_dir
+    tolerance = settings.deft["regression_tolerance_pp"]
+    rows, best_before = [], None
+    for label in labels:
+        best = fsutil.read_json(run / label / "evaluate" / "best.json")
+        decision = _maybe_json(run / label / "decision.json") or {}
+        val = best.get("val_far_pct")
+        rows.append({"iteration": label, "val_far_pct": val, "best_before": best_before,
+                     "worse_by_pp": None if best_before is None or val is None else val - best_before,
+                     "fired": decision.get("reason") == "regression"})
+        if val is not None:
+            best_before = val if best_before is None else min(best_before, val)
+    return {"tolerance_pp": tolerance, "rows": rows}
+
+
 def iteration_cards(run: Path, labels: list[str], state: dict[str, Any]) -> list[dict[str, Any]]:
     cards = []
     for label in labels:
@@ -160,6 +224,15 @@ def iteration_cards(run: Path, labels: list[str], state: dict[str, Any]) -> list
                                                "training_rows", "rows_added", "sdg_generated_count",
                                                "mining_mined_count", "rca_target_defects")
                  if entry.get(key) is not None]
+        plan = _maybe_json(run / label / "routing" / "routing_plan.json")
+        if plan:
+            facts.append(("routing", f"by {plan['routed_by']}, {plan['status']}"
+                                     + (f": {plan['message']}" if plan.get("message") else "")))
+        sdg_summary = _maybe_json(run / label / "sdg" / "sdg_summary.json") or {}
+        if "rejected" in sdg_summary:
+            reasons = ", ".join(f"{k} {v}" for k, v in sdg_summary["reject_reasons"].items())
+            facts.append(("SDG verification", f"{sdg_summary['accepted']} of {sdg_summary['candidates']} candidates "
+                                              f"kept; rejected: {reasons or 'none'}"))
         if decision:
             facts.append(("decision", decision["message"]))
         cards.append({"title": label, "facts": facts, "warnings": list(entry.get("mining_warnings") or [])})
@@ -248,6 +321,8 @@ def build_context(settings: RunSettings) -> dict[str, Any]:
         "defect_types": defect_types,
         "samples": sample_pairs(settings, labels),
         "iteration_cards": iteration_cards(run, labels, state),
+        "failure_modes": failure_mode_tables(settings, labels),
+        "regression_gate": regression_gate(settings, labels),
         "phase3": phase3,
         "recommendations": recommendations(rows, settings.kpi_target, best_eval, phase3),
     }

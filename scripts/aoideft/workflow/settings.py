@@ -36,6 +36,12 @@ class RunSettings:
         return self.config["deft"]
 
     @property
+    def deft_seed(self) -> int:
+        """Seed of the DEFT stages; each retrain uses deft_seed + iteration."""
+        seed = self.config["deft"].get("seed")
+        return int(self.automl["seed"] if seed is None else seed)
+
+    @property
     def kpi_target(self) -> float:
         return float(self.config["kpi"]["target_far_pct"])
 

@@ -1,0 +1,288 @@
+"""Failure modes: where the model's weak KPI rows concentrate, by metadata value and by embedding cluster.
+
+TAO's RCA ranks weak rows per label only. Here the weak rows of each *side* are grouped:
+
+- false alarms: PASS rows flagged at the KPI operating point (the 100%-recall threshold), plus PASS
+  rows within ``near_margin`` below it;
+- missed defects: defect rows NOT flagged at the target-FAR threshold (the threshold that meets the
+  KPI's FAR target; these are the defects that force the threshold down), plus defects within
+  ``near_margin`` above it.
+
+Each side keeps its ``weak_per_side`` weakest rows (furthest on the wrong side). A *metadata mode*
+is one column value (``comp_type_1 = SOT23``, ``label = BRIDGE``, ``boardname = ...``) that is
+over-represented among a side's weak rows compared with all KPI rows of that class: lift >=
+``min_lift``, at least ``min_failures`` rows, and a one-sided hypergeometric p-value < ``max_p``.
+Modes are taken greedily (the one covering most unassigned weak rows first), so every weak row
+belongs to one mode. Rows no metadata value explains are clustered in the current model's
+embedding space (k-means on unit vectors); clusters smaller than ``min_failures`` and rows without
+embeddings form one residual mode per side.
+
+A mode's ``share`` is its fraction of the side's weak rows (``false_alarm_share`` or
+``missed_share``); its routing ``weight`` is that share halved when both sides have weak rows, so
+the weights of all modes sum to 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.cluster.vq import kmeans2
+from scipy.stats import hypergeom
+
+from aoideft import csvdata, fsutil, kpi
+from aoideft.errors import InputError
+
+FALSE_ALARM, MISSED = "false_alarm", "missed"
+SCORE_COLUMN = kpi.SCORE_COLUMN
+# CSV columns that identify a row or an image, never a condition shared by rows.
+NOT_CONDITIONS = frozenset({"input_path", "golden_path", "object_name", SCORE_COLUMN, "row_key", "filepath",
+                            "comp_name"})
+MODES_FILE = "failure_modes.json"
+TARGETS_FILE = "failure_mode_targets.parquet"
+RESIDUAL = "residual"
+
+
+@dataclass(frozen=True)
+class ModeSettings:
+    weak_per_side: int = 60
+    near_margin: float = 0.02
+    min_failures: int = 3
+    min_lift: float = 1.5
+    max_p: float = 0.05
+    max_values: int = 25  # columns with more distinct values are identifiers, not conditions
+    max_clusters: int = 4
+    examples: int = 4
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], seed: int) -> ModeSettings:
+        return cls(**{key: value for key, value in config.items() if key != "columns"}, seed=seed)
+
+
+@dataclass(frozen=True)
+class FailureModes:
+    modes: list[dict]  # share-descending; see mode_record
+    targets: pd.DataFrame  # one row per weak KPI row: its columns + side, weakness, severity, failure_mode
+    operating: dict  # thresholds and counts of both sides
+    columns: list[str]  # metadata columns examined
+
+    def as_json(self) -> dict:
+        return {"operating": self.operating, "columns": self.columns, "modes": self.modes}
+
+
+def weak_rows(frame: pd.DataFrame, *, target_far_pct: float, settings: ModeSettings,
+              source: str = "inference CSV") -> tuple[pd.DataFrame, dict]:
+    """The weak rows of both sides with ``side``, ``weakness`` and ``severity``; and the operating points."""
+    scored = frame.reset_index(drop=True).copy()
+    scored[SCORE_COLUMN] = kpi.parse_scores(scored[SCORE_COLUMN], source=source)
+    scored["row_key"] = csvdata.row_key(scored)
+    is_defect = np.asarray(kpi.defect_mask(scored["label"], source=source), dtype=bool)
+    scores = scored[SCORE_COLUMN].to_numpy()
+    sweep = kpi.threshold_sweep(is_defect, scores)
+    at_recall, at_target = sweep.at_recall(kpi.KPI_RECALL), sweep.at_far(target_far_pct)
+    finite = np.isfinite(scores)
+    sides = {
+        FALSE_ALARM: (~is_defect & finite, scores - at_recall.threshold),
+        MISSED: (is_defect & finite, at_target.threshold - scores),
+    }
+    parts = []
+    for side, (members, weakness) in sides.items():
+        near = members & (weakness > -settings.near_margin)
+        part = scored[near].assign(side=side, weakness=weakness[near])
+        parts.append(part.sort_values(["weakness", "row_key"], ascending=[False, True], kind="stable")
+                     .head(settings.weak_per_side))
+    weak = pd.concat(parts, ignore_index=True)
+    # How clearly a weak defect shows to the model: 0 = scored at the bottom, 1 = at the target threshold.
+    defect_scores = scores[is_defect & finite]
+    low = float(defect_scores.min()) if len(defect_scores) else 0.0
+    span = max(at_target.threshold - low, 1e-9)
+    weak["severity"] = np.where(weak["side"] == MISSED,
+                                np.clip((weak[SCORE_COLUMN] - low) / span, 0.0, 1.0), np.nan)
+    operating = {
+        "kpi_threshold": at_recall.threshold, "kpi_far_pct": at_recall.far_pct,
+        "target_far_pct": target_far_pct, "target_threshold": at_target.threshold,
+        "recall_at_target": at_target.recall,
+        "false_alarms": int(at_recall.fp), "missed_at_target": int(at_target.fn),
+        "pass_rows": int((~is_defect).sum()), "defect_rows": int(is_defect.sum()),
+        "weak_false_alarms": int((weak["side"] == FALSE_ALARM).sum()),
+        "weak_missed": int((weak["side"] == MISSED).sum()),
+    }
+    weak.attrs["population"] = scored.assign(is_defect=is_defect)
+    return weak, operating
+
+
+def condition_columns(frame: pd.DataFrame, max_values: int) -> list[str]:
+    """Metadata columns that can define a mode: text columns with 2..max_values distinct values."""
+    columns = []
+    for column in frame.columns:
+        if column in NOT_CONDITIONS or column in ("side", "weakness", "severity", "is_defect"):
+            continue
+        distinct = frame[column].astype(str).nunique()
+        if 2 <= distinct <= max_values:
+            columns.append(column)
+    return columns
+
+
+def find_modes(
+    inference: pd.DataFrame,
+    *,
+    target_far_pct: float,
+    settings: ModeSettings,
+    embeddings: np.ndarray | None = None,
+    embedding_keys: pd.Series | None = None,
+    columns: list[str] | None = None,
+    source: str = "inference CSV",
+) -> FailureModes:
+    """Group the weak rows of ``inference`` (KPI rows + siamese_score) into failure modes."""
+    weak, operating = weak_rows(inference, target_far_pct=target_far_pct, settings=settings, source=source)
+    population = weak.attrs.pop("population")
+    if columns is None:
+        columns = condition_columns(population, settings.max_values)
+    else:
+        unknown = [c for c in columns if c not in population.columns]
+        if unknown:
+            raise InputError(f"deft.failure_modes.columns: {unknown} are not columns of the {source}; "
+                             f"available: {sorted(population.columns)}.")
+    weak["failure_mode"] = ""
+    vectors = _embeddings_for(weak, embeddings, embedding_keys)
+    definitions: list[dict] = []
+    for side in (FALSE_ALARM, MISSED):
+        side_rows = weak.index[weak["side"] == side]
+        if len(side_rows) == 0:
+            continue
+        in_class = population[population["is_defect"] == (side == MISSED)]
+        definitions += _metadata_modes(weak, side_rows, in_class, columns, settings)
+        rest = side_rows[weak.loc[side_rows, "failure_mode"] == ""]
+        definitions += _cluster_modes(weak, rest, vectors, side, settings)
+    modes = [mode_record(d, weak, operating, columns, settings) for d in definitions]
+    modes.sort(key=lambda m: (-m["size"], m["side"], m["id"]))
+    return FailureModes(modes=modes, targets=weak.reset_index(drop=True), operating=operating, columns=columns)
+
+
+def _metadata_modes(weak, side_rows, in_class, columns, settings) -> list[dict]:
+    side = weak.at[side_rows[0], "side"]
+    found = []
+    while True:
+        unassigned = side_rows[weak.loc[side_rows, "failure_mode"] == ""]
+        best = None
+        for column in columns:
+            values = weak.loc[unassigned, column].astype(str)
+            for value, count in values.value_counts().items():
+                if count < settings.min_failures:
+                    continue
+                test = _over_representation(weak.loc[side_rows, column].astype(str) == value,
+                                            in_class[column].astype(str) == value)
+                if test["lift"] >= settings.min_lift and test["p_value"] < settings.max_p:
+                    key = (int(count), test["lift"], column, value)
+                    if best is None or key[:2] > best[0][:2]:
+                        best = (key, test)
+        if best is None:
+            return found
+        (count, _, column, value), test = best
+        mode_id = f"{side}:{column}={value}"
+        members = unassigned[weak.loc[unassigned, column].astype(str) == value]
+        weak.loc[members, "failure_mode"] = mode_id
+        found.append({"id": mode_id, "side": side, "kind": "metadata", "definition": {column: value}, **test})
+
+
+def _over_representation(in_weak: pd.Series, in_class: pd.Series) -> dict:
+    """Lift of a value among a side's weak rows vs all rows of that class, and its hypergeometric p-value."""
+    weak_n, weak_hits = len(in_weak), int(in_weak.sum())
+    class_n, class_hits = len(in_class), int(in_class.sum())
+    if weak_n == 0 or class_hits == 0:
+        return {"lift": 0.0, "p_value": 1.0}
+    lift = (weak_hits / weak_n) / (class_hits / class_n)
+    # P(at least weak_hits of the value among weak_n rows drawn from the class at random).
+    p_value = float(hypergeom.sf(weak_hits - 1, class_n, class_hits, weak_n))
+    return {"lift": float(lift), "p_value": p_value}
+
+
+def _embeddings_for(weak, embeddings, keys) -> np.ndarray | None:
+    if embeddings is None or keys is None:
+        return None
+    index = {key: i for i, key in enumerate(keys)}
+    missing = [key for key in weak["row_key"] if key not in index]
+    if missing:
+        raise InputError(f"the KPI embeddings have no row for {missing[:3]}: they were computed from another "
+                         "CSV; delete the embeddings folder of this iteration and rerun.")
+    vectors = np.asarray(embeddings, dtype=np.float64)[[index[key] for key in weak["row_key"]]]
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def _cluster_modes(weak, rest, vectors, side, settings) -> list[dict]:
+    """k-means clusters of the unexplained weak rows; small clusters go to the side's residual mode."""
+    found = []
+    clusters = min(settings.max_clusters, len(rest) // settings.min_failures)
+    if vectors is not None and clusters >= 2:
+        _, assignment = kmeans2(vectors[rest], clusters, minit="++", seed=settings.seed)
+        for cluster in range(clusters):
+            members = rest[assignment == cluster]
+            if len(members) >= settings.min_failures:
+                mode_id = f"{side}:cluster{len(found) + 1}"
+                weak.loc[members, "failure_mode"] = mode_id
+                found.append({"id": mode_id, "side": side, "kind": "embedding_cluster",
+                              "definition": {"cluster": len(found) + 1}})
+    leftover = rest[weak.loc[rest, "failure_mode"] == ""]
+    if len(leftover):
+        mode_id = f"{side}:{RESIDUAL}"
+        weak.loc[leftover, "failure_mode"] = mode_id
+        found.append({"id": mode_id, "side": side, "kind": RESIDUAL, "definition": {}})
+    return found
+
+
+def mode_record(definition: dict, weak: pd.DataFrame, operating: dict, columns: list[str],
+                settings: ModeSettings) -> dict:
+    """Size, shares, routing weight, labels, dominant metadata and example rows of one mode."""
+    members = weak[weak["failure_mode"] == definition["id"]]
+    side = definition["side"]
+    side_total = int((weak["side"] == side).sum())
+    sides_present = weak["side"].nunique()
+    share = len(members) / side_total
+    dominant = {}
+    for column in columns:
+        counts = members[column].astype(str).value_counts()
+        if len(counts):
+            dominant[column] = {"value": str(counts.index[0]), "fraction": float(counts.iloc[0] / len(members))}
+    examples = members.head(settings.examples)
+    return {
+        **definition,
+        "description": describe(definition),
+        "size": len(members),
+        "share": share,
+        "false_alarm_share": share if side == FALSE_ALARM else 0.0,
+        "missed_share": share if side == MISSED else 0.0,
+        "weight": share / sides_present,
+        "labels": {str(k): int(v) for k, v in members["label"].value_counts().sort_index().items()},
+        "mean_weakness": float(members["weakness"].mean()),
+        "mean_severity": None if side == FALSE_ALARM else float(members["severity"].mean()),
+        "dominant": dominant,
+        "examples": [{"row_key": r.row_key, "label": r.label, "score": float(getattr(r, SCORE_COLUMN)),
+                      "input_path": r.input_path, "golden_path": r.golden_path, "object_name": r.object_name}
+                     for r in examples.itertuples()],
+    }
+
+
+def describe(definition: dict) -> str:
+    what = "false alarms" if definition["side"] == FALSE_ALARM else "missed defects"
+    if definition["kind"] == "metadata":
+        (column, value), = definition["definition"].items()
+        return f"{what} with {column} = {value}"
+    if definition["kind"] == "embedding_cluster":
+        return f"{what}, embedding cluster {definition['definition']['cluster']}"
+    return f"{what} not explained by a metadata value or a cluster"
+
+
+def write_modes(result: FailureModes, out_dir: str | Path, settings: ModeSettings) -> None:
+    """``failure_modes.json`` and ``failure_mode_targets.parquet`` beside TAO's RCA outputs."""
+    out = Path(out_dir)
+    fsutil.write_json(out / MODES_FILE, {**result.as_json(), "settings": asdict(settings)})
+    fsutil.write_parquet(out / TARGETS_FILE, result.targets)
+
+
+def read_modes(out_dir: str | Path) -> tuple[list[dict], pd.DataFrame]:
+    out = Path(out_dir)
+    return fsutil.read_json(out / MODES_FILE)["modes"], pd.read_parquet(out / TARGETS_FILE)
