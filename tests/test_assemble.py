@@ -134,3 +134,24 @@ def test_write_dataset(tmp_path):
     assert summary["rows_per_source"] == {"base_train": 3, "previous_iter_train": 0, "mining_pool": 2, "sdg": 2}
     assert summary["added_this_iteration"] == 4 and summary["synthetic_rows"] == 2
     assert summary["skipped_duplicates"] == {"mining_pool": 1, "sdg": 0}
+
+
+def test_trim_to_budget_caps_new_rows_and_the_synthetic_share():
+    sdg_rows = frame("sdg/iter1/test", [f"s{i}" for i in range(10)])
+    mined = frame("pool", [f"m{i}" for i in range(10)], similarity=np.linspace(0.99, 0.9, 10))
+    kept_sdg, kept_mined, notes = assemble.trim_to_budget(
+        sdg_rows, mined, max_new_rows=100, max_synthetic_share=0.1, previous_rows=80, previous_synthetic_rows=0)
+    # share: s <= 0.1 * (80 + 10 + s)  ->  s <= 10
+    assert len(kept_sdg) == 10 and len(kept_mined) == 10 and not notes
+    kept_sdg, kept_mined, notes = assemble.trim_to_budget(
+        sdg_rows, mined, max_new_rows=100, max_synthetic_share=0.1, previous_rows=40, previous_synthetic_rows=2)
+    # s <= (0.1 * 50 - 2) / 0.9 = 3.33 -> 3 synthetic rows, the first ones
+    assert kept_sdg["object_name"].tolist() == ["s0", "s1", "s2"] and len(kept_mined) == 10
+    assert "synthetic share" in notes[0]
+    kept_sdg, kept_mined, notes = assemble.trim_to_budget(
+        sdg_rows, mined, max_new_rows=12, max_synthetic_share=1.0, previous_rows=40, previous_synthetic_rows=0)
+    # over the row budget: synthetic surplus (pre-generated pairs come last) goes first
+    assert len(kept_sdg) == 2 and len(kept_mined) == 10 and "budget of 12" in notes[0]
+    kept_sdg, kept_mined, _ = assemble.trim_to_budget(
+        sdg_rows, mined, max_new_rows=5, max_synthetic_share=1.0, previous_rows=40, previous_synthetic_rows=0)
+    assert len(kept_sdg) == 0 and kept_mined["object_name"].tolist() == ["m0", "m1", "m2", "m3", "m4"]

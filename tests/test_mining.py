@@ -158,3 +158,32 @@ def test_large_pool_is_processed_in_bounded_chunks():
     queries = pool[[5, 12345]] + 0.01
     idx, sims = mining.cosine_topk(queries, pool, 3, batch_size=4096, query_batch_size=1)
     assert list(idx[:, 0]) == [5, 12345] and (sims[:, 0] > 0.99).all()
+
+
+def test_quotas_keep_the_most_similar_rows_of_each_mode_and_no_row_twice():
+    targets = targets_frame(["PASS", "PASS"]).assign(failure_mode=["fa:a", "fa:b"])
+    target_emb = np.stack([unit(0), unit(30)])  # p0..p4 nearer target a, p6..p11 nearer target b
+    result = mining.mine(targets, target_emb, POOL, POOL_EMB, top_k_per_target=6, min_similarity=0.8,
+                         quotas={"fa:a": 2, "fa:b": 3})
+    per_mode = result.rows.groupby("failure_mode")["object_name"].apply(set).to_dict()
+    assert per_mode == {"fa:a": {"p0", "p1"}, "fa:b": {"p9", "p10", "p11"}}  # p9 and p11 tie at 3 degrees
+    assert result.rows["object_name"].is_unique
+    available = mining.rows_per_mode(mining.mine(targets, target_emb, POOL, POOL_EMB, top_k_per_target=6,
+                                                 min_similarity=0.8))
+    assert sum(available.values()) == 12 and available["fa:a"] >= 2 and available["fa:b"] >= 3
+    capped = mining.mine(targets, target_emb, POOL, POOL_EMB, top_k_per_target=6, min_similarity=0.8, max_rows=4)
+    assert len(capped.rows) == 4 and capped.stats["over_budget_dropped"] == 8
+
+
+def test_three_iterations_never_mine_a_row_twice_nor_a_validation_or_kpi_row():
+    history: dict = {}
+    exclude = {"pool/p3", "pool/p7"}  # e.g. rows that are also in the validation or KPI CSV
+    seen: list[str] = []
+    for iteration in (1, 2, 3):
+        result = mining.mine(targets_frame(["PASS"]), unit(0)[None], POOL, POOL_EMB, top_k_per_target=3,
+                             min_similarity=-1.0, history=history, exclude_keys=exclude, iteration=iteration)
+        keys = mining.rows_keys(result.rows)
+        assert not set(keys) & exclude and not set(keys) & set(seen)
+        seen += keys
+        history = mining.updated_history(history, iteration, keys)
+    assert len(seen) == 9 and len(set(seen)) == 9

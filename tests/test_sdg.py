@@ -249,3 +249,77 @@ def test_write_sdg_manifest(training, tmp_path):
     summary = json.loads((tmp_path / "out" / "sdg_summary.json").read_text())
     assert summary["total"] == 8 and summary["per_label"] == {"BRIDGE": 1, "MISSING": 3, "PASS": 4}
     assert summary["num_sdg"] == 8 and sum(summary["per_method"].values()) == 8
+
+
+def mode_targets(modes: dict[str, tuple[str, int]], comp_type: str = "RES") -> pd.DataFrame:
+    """Routed failure-mode targets: {mode id: (label, quota)}, two weak rows per mode."""
+    rows = []
+    for m, (mode, (label, quota)) in enumerate(modes.items()):
+        for j in range(2):
+            rows.append({"input_path": "kpi", "golden_path": "kpi_g", "label": label, "object_name": f"k{m}{j}",
+                         "row_key": f"kpi/k{m}{j}", "siamese_score": 0.3, "weakness": 0.5 - 0.1 * j,
+                         "severity": 0.0 if j == 0 else 1.0, "failure_mode": mode, "mode_quota": quota,
+                         "comp_type_1": comp_type, "boardname": "b1" if label == "PASS" else "b4"})
+    return pd.DataFrame(rows)
+
+
+def test_mode_slots_follow_quotas_severity_and_the_modes_column(training, tmp_path):
+    targets = mode_targets({"missed:label=MISSING": ("MISSING", 2), "false_alarm:boardname=b1": ("PASS", 1)})
+    modes = [{"id": "missed:label=MISSING", "definition": {"label": "MISSING"}},
+             {"id": "false_alarm:boardname=b1", "definition": {"boardname": "b1"}}]
+    slots = sdg.mode_slots(targets, modes, oversample=2)
+    assert [s.mode for s in slots] == ["false_alarm:boardname=b1"] * 2 + ["missed:label=MISSING"] * 4
+    missed = [s for s in slots if s.mode.startswith("missed")]
+    # weakest row first; the lowest-scored defect (severity 0) is drawn at half strength
+    assert [s.target["object_name"] for s in missed] == ["k00", "k01", "k00", "k01"]
+    assert [s.strength for s in missed] == [sdg.MIN_STRENGTH, 1.0, sdg.MIN_STRENGTH, 1.0]
+    assert all(s.strength == 1.0 for s in slots if s.mode.startswith("false_alarm"))  # nuisance variants
+    assert slots[0].match_columns == ("boardname",) and missed[0].match_columns == ()
+    sources, images = training
+    rows = sdg.synthesize(targets, sources, source_images_dir=images, lights=LIGHTS, image_ext=EXT,
+                          run_images_root=tmp_path / "r", iteration=1, seed=3, slots=slots)
+    # the false-alarm mode's pairs come from its board b1 (the RES comp_type of the target has none there: relaxed)
+    assert set(rows.loc[rows["sdg_mode"].str.startswith("false_alarm"), "boardname"]) == {"b1"}
+    assert rows["sdg_strength"].tolist() == [1.0, 1.0, 0.5, 1.0, 0.5, 1.0]
+    half = rows[rows["sdg_strength"] == 0.5]["sdg_change"].mean()
+    full = rows[(rows["sdg_strength"] == 1.0) & (rows["label"] == "MISSING")]["sdg_change"].mean()
+    assert 0 < half < full
+
+
+def candidate_rows(specs: list[tuple[str, str, float]]) -> pd.DataFrame:
+    """(label, mode, change) per candidate."""
+    return pd.DataFrame({"input_path": "sdg/iter1/test", "golden_path": "sdg/iter1/golden",
+                         "label": [s[0] for s in specs], "object_name": [f"sdg_iter1_{i:04d}" for i in range(len(specs))],
+                         "sdg_mode": [s[1] for s in specs], "sdg_change": [s[2] for s in specs]})
+
+
+def test_verification_rejects_what_teaches_nothing():
+    rules = sdg.VerifyRules(pass_threshold=0.4, defect_threshold=0.6, margin=0.1, near_duplicate_cosine=0.99,
+                            min_change=0.5)
+    candidates = candidate_rows([
+        ("MISSING", "m", 5.0),  # 0 kept: scored 0.55, below the defect threshold: the model misses it
+        ("MISSING", "m", 0.1),  # 1 invisible
+        ("MISSING", "m", 5.0),  # 2 already caught: 0.8 >= 0.6 + 0.1
+        ("PASS", "p", 2.0),  # 3 already passed: 0.2 <= 0.4 - 0.1
+        ("PASS", "p", 2.0),  # 4 kept: 0.45 raises a false alarm
+        ("MISSING", "m", 5.0),  # 5 near-duplicate of 0
+        ("MISSING", "m", 5.0),  # 6 kept (second of quota 2)
+        ("MISSING", "m", 5.0),  # 7 surplus: quota of m is 2
+    ])
+    scores = np.array([0.55, 0.5, 0.8, 0.2, 0.45, 0.5, 0.52, 0.5])
+    embeddings = np.eye(8)
+    embeddings[5] = embeddings[0] + 0.01
+    accepted, rejected = sdg.verify(candidates, scores, embeddings, rules, quotas={"m": 2, "p": 1})
+    assert accepted["object_name"].str[-1].tolist() == ["0", "4", "6"]
+    assert dict(zip(rejected["object_name"].str[-1], rejected["reject_reason"])) == {
+        "1": "no_visible_change", "2": "already_flagged", "3": "already_passed", "5": "near_duplicate", "7": "surplus"}
+    assert "sdg_iter1_0000" in rejected.set_index("reject_reason").at["near_duplicate", "reject_detail"]
+    assert list(accepted.columns) == list(candidates.columns)
+
+
+def test_rejected_pairs_are_deleted(training, tmp_path):
+    rows = run_synthesize(training, tmp_path / "r", num_sdg=2)
+    sdg.delete_pairs(rows.iloc[:1], run_images_root=tmp_path / "r", lights=LIGHTS, image_ext=EXT)
+    for light in LIGHTS:
+        assert not csvdata.image_file(tmp_path / "r", rows.at[0, "input_path"], rows.at[0, "object_name"], light, EXT).exists()
+        assert csvdata.image_file(tmp_path / "r", rows.at[1, "input_path"], rows.at[1, "object_name"], light, EXT).exists()

@@ -49,6 +49,34 @@ def test_full_run_produces_the_deliverables(tiny_run):
     assert not list(run.glob("iter3"))
 
 
+def test_the_failure_mode_engine_ran_every_stage_within_its_budgets(tiny_run):
+    run, config = tiny_run
+    for n, label in ((1, "baseline"), (2, "iter1")):
+        modes = read_json(run / label / "rca/failure_modes.json")
+        assert modes["modes"] and {"operating", "columns", "settings"} <= set(modes)
+        targets = pd.read_parquet(run / label / "rca/failure_mode_targets.parquet")
+        assert set(targets["failure_mode"]) == {mode["id"] for mode in modes["modes"]}
+        plan = read_json(run / f"iter{n}/routing/routing_plan.json")
+        assert plan["routed_by"] == "modes" and plan["status"] == "optimal"
+        assert plan["sdg_rows"] <= config["deft"]["sdg"]["num_sdg"]
+        assert plan["sdg_rows"] + plan["mining_rows"] <= plan["budget"]["max_new_rows"]
+        sdg_summary = read_json(run / f"iter{n}/sdg/sdg_summary.json")
+        assert sdg_summary["candidates"] == sdg_summary["accepted"] + sdg_summary["rejected"]
+        accepted = pd.read_csv(run / f"iter{n}/sdg/sdg_rows.csv", dtype=str, keep_default_na=False)
+        for mode, count in accepted[accepted["sdg_mode"] != ""]["sdg_mode"].value_counts().items():
+            assert count <= next(m["sdg"] for m in plan["modes"] if m["id"] == mode)
+        rejected = pd.read_csv(run / f"iter{n}/sdg/verify/rejected.csv", dtype=str, keep_default_na=False)
+        for name in rejected["object_name"]:  # rejected candidates leave no images behind
+            assert not list((run / "images" / f"sdg/iter{n}/test").glob(f"{name}_*"))
+        mined = pd.read_csv(run / f"iter{n}/mining/mined_rows.csv", dtype=str, keep_default_na=False)
+        for mode, count in mined["failure_mode"].value_counts().items():
+            assert count <= next(m["mining"] for m in plan["modes"] if m["id"] == mode)
+    embeddings = read_json(run / "iter1/embeddings/embeddings.json")
+    assert len(embeddings["checkpoint_sha256"]) == 64
+    report = (run / "DEFT_Loop_Report.html").read_text()
+    assert 'id="failure-modes"' in report and "routed in iter1" in report and 'id="regression-gate"' in report
+
+
 def test_handoff_matches_the_contract(tiny_run):
     run, _ = tiny_run
     best_rec = read_json(run / "phase1_automl/best_rec.json")
@@ -165,3 +193,45 @@ def test_hard_stop_skips_phase3(tiny_run, tmp_path):
     current = state.read_state(run / "deft_state.json")
     assert current["status"] == "hard_stopped"
     assert "Phase 3 skipped" in (run / "DEFT_Loop_Report.html").read_text()
+
+
+def _restart_loop_at(run: Path, n: int) -> None:
+    """Remove iteration n's decision and everything after it, as if the loop had just trained iter n."""
+    (run / f"iter{n}/decision.json").unlink()
+    for name in [f"iter{m}" for m in range(n + 1, 10)] + ["deft", "final_automl"]:
+        shutil.rmtree(run / name, ignore_errors=True)
+    (run / "best_model.json").unlink()
+
+
+def test_regression_gate_stops_the_loop_on_a_constructed_regression(tiny_run, tmp_path):
+    run, config = _copy_run(tiny_run, tmp_path)
+    _restart_loop_at(run, 1)
+    baseline_val = read_json(run / "baseline/evaluate/best.json")["val_far_pct"]
+    best_path = run / "iter1/evaluate/best.json"
+    best = read_json(best_path)
+    best["val_far_pct"] = baseline_val + 5.0  # iter1 is now 5 points worse on validation
+    best_path.write_text(json.dumps(best))
+    config["deft"] = {**config["deft"], "regression_tolerance_pp": 2.0}
+    run_snakemake(config, tmp_path / "config.yaml", "deft/summary.json")
+    decision = read_json(run / "iter1/decision.json")
+    assert decision["stop"] and decision["reason"] == "regression"
+    assert f"{baseline_val + 5.0:.2f}%" in decision["message"] and "2.0pp" in decision["message"]
+    assert read_json(run / "deft/summary.json")["stop_reason"] == "regression"
+    assert not (run / "iter2").exists()
+    report = (run / "DEFT_Loop_Report.html").read_text()
+    assert "stopped the loop" in report and "more than 2" in report
+
+
+def test_the_tao_style_engine_runs_the_same_stages(tiny_run, tmp_path):
+    run, config = _copy_run(tiny_run, tmp_path)
+    for name in ("iter1", "iter2", "deft", "final_automl"):
+        shutil.rmtree(run / name)
+    (run / "best_model.json").unlink()
+    config["deft"] = {**config["deft"], "engine": "tao", "max_iterations": 1, "budget": {"max_new_rows": 12}}
+    run_snakemake(config, tmp_path / "config.yaml", "deft/summary.json")
+    plan = read_json(run / "iter1/routing/routing_plan.json")
+    assert plan["routed_by"] == "labels"
+    assert not (run / "iter1/sdg/verify").exists()  # TAO does not verify its synthetic pairs
+    provenance = pd.read_csv(run / "iter1/dataset/train_combined_iter1_provenance.csv", dtype=str)
+    assert 0 < (provenance["iteration_added"] == "1").sum() <= 12
+    assert read_json(run / "deft/summary.json")["stop_reason"] == "max_iterations"

@@ -11,11 +11,13 @@ TAO's RCA ranks weak rows per label only. Here the weak rows of each *side* are 
 Each side keeps its ``weak_per_side`` weakest rows (furthest on the wrong side). A *metadata mode*
 is one column value (``comp_type_1 = SOT23``, ``label = BRIDGE``, ``boardname = ...``) that is
 over-represented among a side's weak rows compared with all KPI rows of that class: lift >=
-``min_lift``, at least ``min_failures`` rows, and a one-sided hypergeometric p-value < ``max_p``.
-Modes are taken greedily (the one covering most unassigned weak rows first), so every weak row
-belongs to one mode. Rows no metadata value explains are clustered in the current model's
-embedding space (k-means on unit vectors); clusters smaller than ``min_failures`` and rows without
-embeddings form one residual mode per side.
+``min_lift``, at least ``min_failures`` rows, and a one-sided hypergeometric p-value < ``max_p``
+after a Bonferroni adjustment for the number of values tried.
+Modes are taken greedily, best weighted relative accuracy first (share of the side's unassigned
+weak rows minus share of the class), so every weak row belongs to one mode. Rows no metadata value explains are clustered in the current model's
+embedding space (k-means on unit vectors, k of best silhouette; no clusters when no k reaches a
+silhouette of 0.25); clusters smaller than ``min_failures`` and rows without embeddings form one
+residual mode per side.
 
 A mode's ``share`` is its fraction of the side's weak rows (``false_alarm_share`` or
 ``missed_share``); its routing ``weight`` is that share halved when both sides have weak rows, so
@@ -65,7 +67,7 @@ class ModeSettings:
 
 @dataclass(frozen=True)
 class FailureModes:
-    modes: list[dict]  # share-descending; see mode_record
+    modes: list[dict]  # largest first, residual modes last; see mode_record
     targets: pd.DataFrame  # one row per weak KPI row: its columns + side, weakness, severity, failure_mode
     operating: dict  # thresholds and counts of both sides
     columns: list[str]  # metadata columns examined
@@ -159,13 +161,16 @@ def find_modes(
         rest = side_rows[weak.loc[side_rows, "failure_mode"] == ""]
         definitions += _cluster_modes(weak, rest, vectors, side, settings)
     modes = [mode_record(d, weak, operating, columns, settings) for d in definitions]
-    modes.sort(key=lambda m: (-m["size"], m["side"], m["id"]))
+    modes.sort(key=lambda m: (m["kind"] == RESIDUAL, -m["size"], m["side"], m["id"]))
     return FailureModes(modes=modes, targets=weak.reset_index(drop=True), operating=operating, columns=columns)
 
 
 def _metadata_modes(weak, side_rows, in_class, columns, settings) -> list[dict]:
     side = weak.at[side_rows[0], "side"]
     found = []
+    # Bonferroni over every (column, value) of the class that could be tested: many values are tried,
+    # so an unadjusted 5% level would report chance groupings as modes.
+    tests = sum(in_class[column].astype(str).nunique() for column in columns)
     while True:
         unassigned = side_rows[weak.loc[side_rows, "failure_mode"] == ""]
         best = None
@@ -175,30 +180,34 @@ def _metadata_modes(weak, side_rows, in_class, columns, settings) -> list[dict]:
                 if count < settings.min_failures:
                     continue
                 test = _over_representation(weak.loc[side_rows, column].astype(str) == value,
-                                            in_class[column].astype(str) == value)
-                if test["lift"] >= settings.min_lift and test["p_value"] < settings.max_p:
-                    key = (int(count), test["lift"], column, value)
-                    if best is None or key[:2] > best[0][:2]:
-                        best = (key, test)
+                                            in_class[column].astype(str) == value, tests)
+                if test["lift"] >= settings.min_lift and test["p_adjusted"] < settings.max_p:
+                    # Weighted relative accuracy: the share of the side's weak rows the value would take
+                    # minus its share of the class, so a broad value (a board) does not beat the
+                    # narrower one (a label on that board) that explains the same failures.
+                    quality = count / len(side_rows) - float((in_class[column].astype(str) == value).mean())
+                    if best is None or quality > best[0]:
+                        best = (quality, column, value, test)
         if best is None:
             return found
-        (count, _, column, value), test = best
+        _, column, value, test = best
         mode_id = f"{side}:{column}={value}"
         members = unassigned[weak.loc[unassigned, column].astype(str) == value]
         weak.loc[members, "failure_mode"] = mode_id
         found.append({"id": mode_id, "side": side, "kind": "metadata", "definition": {column: value}, **test})
 
 
-def _over_representation(in_weak: pd.Series, in_class: pd.Series) -> dict:
-    """Lift of a value among a side's weak rows vs all rows of that class, and its hypergeometric p-value."""
+def _over_representation(in_weak: pd.Series, in_class: pd.Series, tests: int) -> dict:
+    """Lift of a value among a side's weak rows vs all rows of that class, its hypergeometric p-value
+    and that p-value Bonferroni-adjusted for ``tests`` values tried."""
     weak_n, weak_hits = len(in_weak), int(in_weak.sum())
     class_n, class_hits = len(in_class), int(in_class.sum())
     if weak_n == 0 or class_hits == 0:
-        return {"lift": 0.0, "p_value": 1.0}
+        return {"lift": 0.0, "p_value": 1.0, "p_adjusted": 1.0}
     lift = (weak_hits / weak_n) / (class_hits / class_n)
     # P(at least weak_hits of the value among weak_n rows drawn from the class at random).
     p_value = float(hypergeom.sf(weak_hits - 1, class_n, class_hits, weak_n))
-    return {"lift": float(lift), "p_value": p_value}
+    return {"lift": float(lift), "p_value": p_value, "p_adjusted": min(1.0, p_value * max(tests, 1))}
 
 
 def _embeddings_for(weak, embeddings, keys) -> np.ndarray | None:
@@ -213,13 +222,47 @@ def _embeddings_for(weak, embeddings, keys) -> np.ndarray | None:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
+MIN_SILHOUETTE = 0.25  # below this mean silhouette the weak rows have no cluster structure worth naming
+
+
+def silhouette(vectors: np.ndarray, assignment: np.ndarray) -> float:
+    """Mean silhouette with cosine distance (vectors are unit length); 0 for a single cluster."""
+    labels = np.unique(assignment)
+    if len(labels) < 2:
+        return 0.0
+    distance = 1.0 - vectors @ vectors.T
+    values = []
+    for i, own in enumerate(assignment):
+        same = assignment == own
+        if same.sum() == 1:
+            values.append(0.0)
+            continue
+        a = distance[i, same].sum() / (same.sum() - 1)
+        b = min(distance[i, assignment == other].mean() for other in labels if other != own)
+        values.append((b - a) / max(a, b, 1e-12))
+    return float(np.mean(values))
+
+
+def best_clustering(vectors: np.ndarray, max_clusters: int, seed: int) -> np.ndarray | None:
+    """k-means assignment with the k in 2..max_clusters of best silhouette; None without clear structure."""
+    best, best_score = None, MIN_SILHOUETTE
+    for k in range(2, max_clusters + 1):
+        _, assignment = kmeans2(vectors, k, minit="++", seed=seed)
+        score = silhouette(vectors, assignment)
+        if score > best_score:
+            best, best_score = assignment, score
+    return best
+
+
 def _cluster_modes(weak, rest, vectors, side, settings) -> list[dict]:
     """k-means clusters of the unexplained weak rows; small clusters go to the side's residual mode."""
     found = []
-    clusters = min(settings.max_clusters, len(rest) // settings.min_failures)
-    if vectors is not None and clusters >= 2:
-        _, assignment = kmeans2(vectors[rest], clusters, minit="++", seed=settings.seed)
-        for cluster in range(clusters):
+    max_clusters = min(settings.max_clusters, len(rest) // settings.min_failures)
+    assignment = None
+    if vectors is not None and max_clusters >= 2:
+        assignment = best_clustering(vectors[rest], max_clusters, settings.seed)
+    if assignment is not None:
+        for cluster in np.unique(assignment):
             members = rest[assignment == cluster]
             if len(members) >= settings.min_failures:
                 mode_id = f"{side}:cluster{len(found) + 1}"

@@ -7,6 +7,7 @@ A joint strategy (e.g. a budgeted ILP over failure-mode groups) replaces the str
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Collection
@@ -186,10 +187,10 @@ def plan_rows(demands: list[ModeDemand], budget: Budget, *, rows_per_weak_row: i
     sdg, mining, first, extra = {}, {}, {}, {}
     for i, demand in enumerate(demands):
         cap = rows_per_weak_row * demand.size
-        sdg[i] = pulp.LpVariable(f"sdg_{i}", 0, cap, cat="Integer")
-        mining[i] = pulp.LpVariable(f"mining_{i}", 0, min(cap, demand.available), cat="Integer")
-        first[i] = pulp.LpVariable(f"first_{i}", 0, demand.size)
-        extra[i] = pulp.LpVariable(f"extra_{i}", 0, cap - demand.size)
+        sdg[i] = problem.add_variable(f"sdg_{i}", 0, cap, cat="Integer")
+        mining[i] = problem.add_variable(f"mining_{i}", 0, min(cap, demand.available), cat="Integer")
+        first[i] = problem.add_variable(f"first_{i}", 0, demand.size)
+        extra[i] = problem.add_variable(f"extra_{i}", 0, cap - demand.size)
         problem += sdg[i] + mining[i] == first[i] + extra[i], f"split_{i}"
     problem += pulp.lpSum(d.weight * (first[i] + SATURATION_RATE * extra[i] - (1 - synthetic_value) * sdg[i])
                           for i, d in enumerate(demands))
@@ -203,7 +204,11 @@ def plan_rows(demands: list[ModeDemand], budget: Budget, *, rows_per_weak_row: i
     share = budget.max_synthetic_share
     problem += ((1 - share) * total_sdg - share * total_mining
                 <= share * budget.previous_rows - budget.previous_synthetic_rows), "synthetic_share"
-    solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, threads=1)
+    with warnings.catch_warnings():
+        # PuLP 3.3 (pinned) bundles CBC behind PULP_CBC_CMD and warns it will move to an extra in 4.0;
+        # that extra is a 190 MB download, so we keep the bundled solver until the pin moves.
+        warnings.filterwarnings("ignore", message="PULP_CBC_CMD is deprecated", category=DeprecationWarning)
+        solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, threads=1)
     status = pulp.LpStatus[problem.solve(solver)]
     if status != "Optimal":
         return _mining_only(demands, budget, rows_per_weak_row,

@@ -519,7 +519,9 @@ def split_budget(counts: dict[str, int], num_sdg: int) -> dict[str, int]:
 
 
 class _SourcePicker:
-    """Source rows for targets: same values in ``match_columns`` when possible, else any row.
+    """Source rows for targets: same values in the match columns when possible, relaxed one column at
+    a time from the least important (a mode's defining columns come first, then ``match_columns``),
+    else any row.
 
     Within a candidate group rows are drawn without replacement (one shuffled cycle at a time) so a
     golden is reused only when its group is exhausted.
@@ -531,11 +533,11 @@ class _SourcePicker:
         self.cycles: dict[tuple, list[int]] = {}
 
     def pick(self, target: pd.Series, extra_columns: Collection[str] = ()) -> int:
-        columns = [*self.columns, *(c for c in extra_columns if c in self.sources.columns and c not in self.columns)]
-        group = tuple((c, target[c]) for c in columns if c in target.index and pd.notna(target[c]))
+        columns = [*(c for c in extra_columns if c in self.sources.columns), *self.columns]
+        group = tuple(dict.fromkeys((c, target[c]) for c in columns if c in target.index and pd.notna(target[c])))
         candidates = self._candidates(group)
-        if not candidates and group:
-            group = ()
+        while not candidates and group:
+            group = group[:-1]
             candidates = self._candidates(group)
         queue = self.cycles.get(group)
         if not queue:
@@ -592,7 +594,8 @@ def mode_slots(targets: pd.DataFrame, modes: list[dict], *, oversample: int = 1)
         for i in range(count):
             target = rows.iloc[i % len(rows)]
             severity = target.get("severity")
-            strength = 1.0 if severity is None or pd.isna(severity) else MIN_STRENGTH + (1 - MIN_STRENGTH) * float(severity)
+            graded = target["label"] != PASS_LABEL and severity is not None and not pd.isna(severity)
+            strength = MIN_STRENGTH + (1 - MIN_STRENGTH) * float(severity) if graded else 1.0
             slots.append(Slot(target, strength, str(mode_id), extra))
     return slots
 
