@@ -363,7 +363,7 @@ def _sha256(path: Path) -> str:
 
 def _embeddings(npy: Path) -> tuple[np.ndarray, pd.Series]:
     keys = pd.read_csv(csvdata.embedding_keys_path(npy), dtype=str, keep_default_na=False)
-    return np.load(npy, allow_pickle=False), csvdata.row_key(keys)
+    return np.load(npy, mmap_mode="r", allow_pickle=False), csvdata.row_key(keys)  # the k-NN reads it in chunks
 
 
 def _mine_targets(settings: RunSettings, n: int, targets: pd.DataFrame, pool: pd.DataFrame,

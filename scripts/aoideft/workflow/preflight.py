@@ -28,8 +28,18 @@ COST_CLASSES = {
     "automl_trial": ("benchmarks/*_automl/rec*.tsv", "AutoML trial (train + validation)"),
     "deft_train": ("benchmarks/iter*/train.tsv", "DEFT retrain"),
     "inference": ("benchmarks/*/inference.tsv", "inference (2 checkpoints x KPI + validation)"),
-    "embed": ("benchmarks/*/embed.tsv", "embeddings for mining"),
+    "embed": ("benchmarks/*/embed.tsv", "KPI and pool embeddings (failure modes, mining)"),
+    "sdg": ("benchmarks/iter*/sdg.tsv", "SDG with verification"),
 }
+
+
+def _engine_lines(deft: dict) -> list[str]:
+    if deft["engine"] == "tao":
+        return [f"engine tao: per-label weak rows, label routing, SDG {deft['sdg']['num_sdg']} pairs/iteration for "
+                f"{', '.join(deft['sdg']['labels'])} (unverified)"]
+    verify = "verified by the current model" if deft["sdg"]["verify"] else "unverified"
+    return [f"engine failure_modes: failure modes (metadata lift + embedding clusters), rows routed by an integer "
+            f"program; SDG up to {deft['sdg']['num_sdg']} pairs/iteration, {verify}"]
 
 
 def parse_time_gate(settings: RunSettings) -> None:
@@ -91,7 +101,8 @@ def compute_estimate(settings: RunSettings) -> dict[str, Any]:
         + cfg["automl"]["phase3"]["max_recommendations"],
         "deft_train": max_iter,
         "inference": max_iter + 2,  # baseline + iterations + final_automl
-        "embed": max_iter,
+        "embed": max_iter + 1,  # baseline + iterations (each loop model once)
+        "sdg": max_iter,
     }
     rows, total, measured_all = [], 0.0, True
     for key, (pattern, label) in COST_CLASSES.items():
@@ -164,8 +175,10 @@ def render_summary(settings: RunSettings, report: inputs.WorkspaceReport | None)
         f"KPI: FAR at 100% recall <= {cfg['kpi']['target_far_pct']}% on {settings.kpi_csv.name}",
         f"max iterations {deft['max_iterations']}, retrain epochs {deft['retrain_epochs'] or 'from spec'}, "
         f"RCA top {deft['top_k_per_label']} per label",
-        f"SDG {deft['sdg']['num_sdg']} pairs/iteration for {', '.join(deft['sdg']['labels'])}; "
-        f"mining top {deft['mining']['top_k_per_target']} per target, cosine >= {deft['mining']['min_similarity']}",
+        *_engine_lines(deft),
+        f"mining top {deft['mining']['top_k_per_target']} per target, cosine >= {deft['mining']['min_similarity']}; "
+        f"at most {deft['budget']['max_new_rows']} new rows per iteration, synthetic share <= "
+        f"{deft['budget']['max_synthetic_share']:.0%}",
         "hard stops: leakage, missing files, an iteration that adds no rows, an unreachable KPI"
         + (f", validation regression > {deft['regression_tolerance_pp']}pp" if deft["regression_tolerance_pp"] is not None else ""),
     ])
