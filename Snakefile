@@ -29,7 +29,7 @@ rule all:
     default_target: True
 
 
-# Bookkeeping runs where Snakemake runs; only model jobs (train, infer, embed) go to the cluster.
+# Bookkeeping runs where Snakemake runs; only model jobs (train, infer, embed, verified SDG) go to the cluster.
 localrules:
     all,
     workspace_ready,
@@ -41,7 +41,6 @@ localrules:
     deft_rca,
     deft_decide,
     deft_route,
-    deft_sdg,
     deft_mine,
     deft_assemble,
     deft_validate,
