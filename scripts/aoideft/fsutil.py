@@ -1,10 +1,11 @@
-"""Atomic file writes: a temp file in the target directory, fsync, then rename.
+"""Atomic file writes (a temp file in the target directory, fsync, then rename), checked JSON reads, file hashes.
 
 A reader (or a workflow killed mid-write) never sees a partial file under its final name.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -66,6 +67,15 @@ def torch_save(path: str | os.PathLike, obj: Any) -> None:
 
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's content, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_json(path: str | os.PathLike) -> Any:

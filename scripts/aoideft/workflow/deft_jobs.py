@@ -3,7 +3,6 @@ stage module (aoideft.deft.*) and committing its result to deft_state.json / loo
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 from typing import Any
@@ -349,16 +348,8 @@ def embed(settings: RunSettings, it: str, out_summary: Path) -> None:
     out_dir = out_summary.parent
     backend.embed(ckpt, settings.kpi_csv, settings.images_dir, out_dir / "kpi.npy")
     backend.embed(ckpt, settings.pool_csv, settings.pool_images_dir, out_dir / "pool.npy")
-    fsutil.write_json(out_summary, {"checkpoint": best["best_ckpt_path"], "checkpoint_sha256": _sha256(ckpt),
+    fsutil.write_json(out_summary, {"checkpoint": best["best_ckpt_path"], "checkpoint_sha256": fsutil.sha256_file(ckpt),
                                     "kpi": "kpi.npy", "pool": "pool.npy"})
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _embeddings(npy: Path) -> tuple[np.ndarray, pd.Series]:

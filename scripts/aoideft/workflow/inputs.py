@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from .. import csvdata, spec as tao_spec
+from .. import csvdata, fsutil, spec as tao_spec
 from ..errors import InputError
 from .settings import RunSettings
 
@@ -101,12 +100,4 @@ def fingerprint(settings: RunSettings) -> dict[str, str]:
     """Content hashes of the spec and CSVs, to notice a workspace edited under a running study."""
     files = {"spec": settings.spec_path}
     files.update({name: path for name, (path, _) in csv_sources(settings).items()})
-    return {name: _sha256(path) for name, path in files.items() if path.is_file()}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return {name: fsutil.sha256_file(path) for name, path in files.items() if path.is_file()}
