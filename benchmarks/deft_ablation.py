@@ -36,7 +36,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]  # the interpreter that has this project's packages
 ENGINES = ("tao", "failure_modes")
 
 
@@ -56,11 +56,12 @@ def parse_args() -> argparse.Namespace:
 def snakemake(config: dict, config_path: Path, target: str, cores: int, gpus: int, log: Path) -> subprocess.Popen:
     config_path.parent.mkdir(parents=True, exist_ok=True)
     config_path.write_text(yaml.safe_dump(config))
-    command = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--configfile", str(config_path), "--cores", str(cores),
+    command = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--configfile", str(config_path), "--cores", str(cores),
                "--resources", f"gpu={gpus}", "--rerun-incomplete", target]
     handle = open(log, "w")
     return subprocess.Popen(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT,
-                            env={**os.environ, "AOIDEFT_GPU_LOCK_DIR": str(config_path.parent / "gpu-locks")})
+                            # one GPU-slot lock folder per run: parallel runs share the card(s)
+                            env={**os.environ, "AOIDEFT_GPU_LOCK_DIR": str(config_path.with_suffix(".gpu-locks"))})
 
 
 def wait(process: subprocess.Popen, log: Path) -> None:
