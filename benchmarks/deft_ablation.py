@@ -14,7 +14,8 @@ winner, the pre-seeded baseline and its evaluation, and differ only in the loop:
   per-mode mining quotas.
 
 Both get ``deft.max_iterations`` iterations and ``deft.budget.max_new_rows`` rows per iteration;
-``deft.seed`` = the run's seed (SDG, clustering, retrain seeds). Reported per run: the KPI FAR at
+``deft.seed`` = the run's seed (SDG, clustering, retrain seeds); ``--set KEY=VALUE`` overrides any
+other config key for all runs. Reported per run: the KPI FAR at
 100% recall (threshold chosen on the KPI set, as TAO reports it) and the deployable FAR (threshold
 calibrated on validation) of the model the loop ends with and of the loop's best model, with the
 rows each iteration added.
@@ -49,8 +50,22 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cores", type=int, default=2, help="snakemake --cores of each run")
     parser.add_argument("--gpus", type=int, default=2, help="snakemake --resources gpu=N of each run")
     parser.add_argument("--parallel", type=int, default=1, help="(engine, seed) runs at the same time")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, dotted key and a YAML value, e.g. deft.retrain_epochs=12")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     return parser.parse_args()
+
+
+def with_overrides(config: dict, overrides: list[str]) -> dict:
+    config = copy.deepcopy(config)
+    for item in overrides:
+        key, _, value = item.partition("=")
+        node = config
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return config
 
 
 def snakemake(config: dict, config_path: Path, target: str, cores: int, gpus: int, log: Path) -> subprocess.Popen:
@@ -95,7 +110,7 @@ def describe(values: list[float]) -> dict:
 
 def main() -> None:
     args = parse_args()
-    config = yaml.safe_load(args.config.read_text())
+    config = with_overrides(yaml.safe_load(args.config.read_text()), args.overrides)
     out = args.out_dir.resolve()
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -154,7 +169,7 @@ def main() -> None:
                       for seed in args.seeds}
     baseline = read_json(base / "baseline" / "evaluate" / "best.json")
     report = {
-        "config": str(args.config), "seeds": args.seeds, "cores": args.cores,
+        "config": str(args.config), "overrides": args.overrides, "seeds": args.seeds, "cores": args.cores,
         "max_iterations": config.get("deft", {}).get("max_iterations"),
         "max_new_rows": config.get("deft", {}).get("budget", {}).get("max_new_rows"),
         "baseline": {"far_pct": baseline["far_pct"], "deployable_far_pct": baseline["deployable_far_pct"]},
