@@ -70,7 +70,9 @@ def test_layout_columns_and_every_image_of_every_light(tiny):
             with Image.open(csvdata.image_file(ws / "images", rel_dir, row["object_name"], "SolderLight", ".jpg")) as image:
                 assert (image.format, image.mode, image.size) == ("JPEG", "RGB", (32, 32))
     files = list((ws / "images").rglob("*.jpg"))
-    assert len(files) == summary["images"] == sum(summary["rows"].values()) * 2 * 2
+    synthetic = list((ws / "augmentation" / "synthetic").rglob("*.jpg"))
+    assert len(files) == sum(rows for split, rows in summary["rows"].items() if split != "synthetic") * 2 * 2
+    assert len(files) + len(synthetic) == summary["images"] == sum(summary["rows"].values()) * 2 * 2
 
 
 def test_no_row_shared_between_splits_and_pass_share(tiny):
@@ -123,7 +125,9 @@ def test_documented_gaps_hold_in_csvs_truth_and_manifest(tiny):
         assert gap["target_share"]["train"] == 0 and gap["target_share"]["kpi"] > 0
         assert gap["value"] in (ws / "DEMO_GAPS.md").read_text()
     counts = pd.DataFrame(manifest["counts"])
-    assert counts.groupby("split")["count"].sum().to_dict() == {n: len(f) for n, f in frames.items()}
+    synthetic = pd.read_csv(ws / "augmentation/synthetic/manifest.csv", dtype=str, keep_default_na=False)
+    assert counts.groupby("split")["count"].sum().to_dict() == {**{n: len(f) for n, f in frames.items()},
+                                                               "synthetic": len(synthetic)}
 
 
 def test_default_plan_puts_half_the_kpi_gap_rate_into_validation():

@@ -110,9 +110,18 @@ def test_the_larger_failure_mode_is_served_first():
 
 
 def test_mined_rows_are_preferred_to_synthetic_ones_and_sdg_fills_what_the_pool_lacks():
-    demands = [routing.ModeDemand("a", 0.5, 10, 4), routing.ModeDemand("b", 0.5, 10, 10)]
+    demands = [routing.ModeDemand("a", 0.55, 10, 4), routing.ModeDemand("b", 0.45, 10, 10)]
     plan = routing.plan_rows(demands, routing.Budget(max_new_rows=20, sdg_rows=20))
     assert plan.rows["a"] == {"sdg": 6, "mining": 4} and plan.rows["b"] == {"sdg": 0, "mining": 10}
+
+
+def test_with_a_plentiful_pool_each_source_saturates_so_sdg_adds_a_second_view():
+    demands = [routing.ModeDemand("a", 1.0, 10, 100)]
+    # 10 mined rows count fully; the 11th mined row counts 0.5, a synthetic one 0.8: SDG takes the next 10
+    plan = routing.plan_rows(demands, routing.Budget(max_new_rows=25, sdg_rows=40))
+    assert plan.rows["a"] == {"sdg": 10, "mining": 15}
+    only_mining = routing.plan_rows(demands, routing.Budget(max_new_rows=25, sdg_rows=0))
+    assert only_mining.rows["a"] == {"sdg": 0, "mining": 25}
 
 
 def test_an_infeasible_share_cap_falls_back_to_mining_only_with_a_message():

@@ -15,6 +15,10 @@ from aoideft import checkpoint, state
 from conftest import REPO, run_snakemake, tiny_config
 
 
+# The tiny config leaves the row budget to the repository's config/config.yaml (merged under it).
+REPO_MAX_NEW_ROWS = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["deft"]["budget"]["max_new_rows"]
+
+
 def read_json(path: Path):
     return json.loads(path.read_text())
 
@@ -62,6 +66,10 @@ def test_the_failure_mode_engine_ran_every_stage_within_its_budgets(tiny_run):
         assert plan["sdg_rows"] + plan["mining_rows"] <= plan["budget"]["max_new_rows"]
         sdg_summary = read_json(run / f"iter{n}/sdg/sdg_summary.json")
         assert sdg_summary["candidates"] == sdg_summary["accepted"] + sdg_summary["rejected"]
+        # the customer's pre-generated pairs were reserved in the plan, so the budget guard dropped none
+        assert plan["pregenerated_reserved"] == sdg_summary["pregenerated"]["ingested"]
+        assert plan["budget"]["max_new_rows"] == REPO_MAX_NEW_ROWS - plan["pregenerated_reserved"]
+        assert "dropped" not in (run / f"logs/iter{n}/assemble.log").read_text()
         accepted = pd.read_csv(run / f"iter{n}/sdg/sdg_rows.csv", dtype=str, keep_default_na=False)
         for mode, count in accepted[accepted["sdg_mode"] != ""]["sdg_mode"].value_counts().items():
             assert count <= next(m["sdg"] for m in plan["modes"] if m["id"] == mode)

@@ -162,19 +162,21 @@ class Plan:
         return sum(r["mining"] for r in self.rows.values())
 
 
-SATURATION_RATE = 0.5  # a mode's rows beyond its size count half: more of the same teaches less
+SATURATION_RATE = 0.5  # rows of one source beyond a mode's size count half: more of the same teaches less
 
 
 def plan_rows(demands: list[ModeDemand], budget: Budget, *, rows_per_weak_row: int = 4,
               synthetic_value: float = 0.8, time_limit_s: float = 60.0) -> Plan:
     """Rows from SDG and from mining per mode, maximising the documented benefit under the budget.
 
-    benefit = sum over modes m of weight_m * (rows_m up to size_m  +  0.5 * rows_m beyond size_m)
-              - sum over m of weight_m * (1 - synthetic_value) * sdg_m
+    benefit = sum over modes m of weight_m * (  mined_m up to size_m + 0.5 * mined_m beyond size_m
+                                              + synthetic_value * (sdg_m up to size_m + 0.5 * sdg_m beyond) )
     subject to  sum(sdg + mining) <= max_new_rows;  sum(sdg) <= sdg_rows;  mining_m <= available_m;
-                rows_m <= rows_per_weak_row * size_m;  compute (if set);  the synthetic-share cap.
+                sdg_m + mining_m <= rows_per_weak_row * size_m;  compute (if set);  the synthetic-share cap.
     A real row is worth one unit, a synthetic row ``synthetic_value``, weighted by the mode's share
-    of the failures, so the larger mode is served first and a mode saturates at its cap.
+    of the failures, so the larger mode is served first; each source saturates per mode, so once a
+    mode has as many mined rows as weak rows, synthetic rows (another view of the same failure) are
+    worth more than further mined ones, and a mode stops at its cap.
     """
     import pulp
 
@@ -184,16 +186,18 @@ def plan_rows(demands: list[ModeDemand], budget: Budget, *, rows_per_weak_row: i
         raise InputError(f"rows_per_weak_row must be >= 1 and synthetic_value in [0, 1], got "
                          f"{rows_per_weak_row} and {synthetic_value}.")
     problem = pulp.LpProblem("deft_routing", pulp.LpMaximize)
-    sdg, mining, first, extra = {}, {}, {}, {}
+    sdg, mining, value = {}, {}, []
     for i, demand in enumerate(demands):
         cap = rows_per_weak_row * demand.size
         sdg[i] = problem.add_variable(f"sdg_{i}", 0, cap, cat="Integer")
         mining[i] = problem.add_variable(f"mining_{i}", 0, min(cap, demand.available), cat="Integer")
-        first[i] = problem.add_variable(f"first_{i}", 0, demand.size)
-        extra[i] = problem.add_variable(f"extra_{i}", 0, cap - demand.size)
-        problem += sdg[i] + mining[i] == first[i] + extra[i], f"split_{i}"
-    problem += pulp.lpSum(d.weight * (first[i] + SATURATION_RATE * extra[i] - (1 - synthetic_value) * sdg[i])
-                          for i, d in enumerate(demands))
+        problem += sdg[i] + mining[i] <= cap, f"cap_{i}"
+        for source, rows, worth in (("sdg", sdg[i], synthetic_value), ("mining", mining[i], 1.0)):
+            first = problem.add_variable(f"{source}_first_{i}", 0, demand.size)
+            extra = problem.add_variable(f"{source}_extra_{i}", 0, cap)
+            problem += rows == first + extra, f"{source}_split_{i}"
+            value.append(demand.weight * worth * (first + SATURATION_RATE * extra))
+    problem += pulp.lpSum(value)
     total_sdg = pulp.lpSum(sdg.values())
     total_mining = pulp.lpSum(mining.values())
     problem += total_sdg + total_mining <= budget.max_new_rows, "max_new_rows"

@@ -773,6 +773,45 @@ def ingested_before(run_images_root: str | Path, iteration: int, *, lights, imag
     return names
 
 
+def pregenerated_to_ingest(
+    synthetic_dir: str | Path,
+    *,
+    lights: list[str] | tuple[str, ...],
+    image_ext: str,
+    history: Collection[str],
+    max_pairs: int | None = None,
+) -> tuple[pd.DataFrame, dict]:
+    """(manifest rows of the complete pairs not ingested yet, up to ``max_pairs``; the ingest report).
+
+    The report: ingested (count), already_ingested (names), incomplete ({name: missing files}),
+    unlisted (stems without a manifest row), deferred (names beyond ``max_pairs``).
+    """
+    root = Path(synthetic_dir)
+    manifest = _read_manifest(root / PREGENERATED_MANIFEST)
+    test_pairs, test_other = _split_stems(root / PREGENERATED_TEST_DIR, lights, image_ext)
+    golden_pairs, golden_other = _split_stems(root / PREGENERATED_GOLDEN_DIR, lights, image_ext)
+    listed = set(manifest["object_name"])
+    unlisted = sorted({f"{n}_{light}" for n, light in test_pairs | golden_pairs if n not in listed} | test_other | golden_other)
+    chosen, skipped, incomplete, deferred = [], [], {}, []
+    for index, entry in manifest.iterrows():
+        name = entry["object_name"]
+        if name in history:
+            skipped.append(name)
+            continue
+        missing = [f"{folder}/{name}_{light}{image_ext}" for light in lights
+                   for folder, present in ((PREGENERATED_TEST_DIR, test_pairs), (PREGENERATED_GOLDEN_DIR, golden_pairs))
+                   if (name, light) not in present]
+        if missing:
+            incomplete[name] = missing
+        elif max_pairs is not None and len(chosen) >= max_pairs:
+            deferred.append(name)
+        else:
+            chosen.append(index)
+    report = {"ingested": len(chosen), "already_ingested": skipped, "incomplete": incomplete,
+              "unlisted": unlisted, "deferred": deferred}
+    return manifest.loc[chosen].reset_index(drop=True), report
+
+
 def ingest_pregenerated(
     synthetic_dir: str | Path,
     *,
@@ -787,44 +826,27 @@ def ingest_pregenerated(
 
     ``history``: object names ingested by earlier iterations (default: found under ``out_images_root``).
     ``max_pairs`` caps one iteration's intake (the rest is deferred to later iterations). What was
-    skipped is in ``rows.attrs["ingest_report"]``: ingested, already_ingested (names), incomplete
-    ({name: missing files}), unlisted (stems without a manifest row), deferred (names).
+    skipped is in ``rows.attrs["ingest_report"]`` (see ``pregenerated_to_ingest``).
     """
     root = Path(synthetic_dir)
-    manifest = _read_manifest(root / PREGENERATED_MANIFEST)
     if history is None:
         history = ingested_before(out_images_root, iteration, lights=lights, image_ext=image_ext)
-    test_pairs, test_other = _split_stems(root / PREGENERATED_TEST_DIR, lights, image_ext)
-    golden_pairs, golden_other = _split_stems(root / PREGENERATED_GOLDEN_DIR, lights, image_ext)
-    listed = set(manifest["object_name"])
-    unlisted = sorted({f"{n}_{light}" for n, light in test_pairs | golden_pairs if n not in listed} | test_other | golden_other)
+    entries, report = pregenerated_to_ingest(root, lights=lights, image_ext=image_ext, history=history,
+                                             max_pairs=max_pairs)
     test_dir, golden_dir = sdg_dirs(iteration)
     out_root = Path(out_images_root)
-    rows, skipped, incomplete, deferred = [], [], {}, []
-    for _, entry in manifest.iterrows():
+    rows = []
+    for _, entry in entries.iterrows():
         name = entry["object_name"]
-        if name in history:
-            skipped.append(name)
-            continue
-        missing = [f"{folder}/{name}_{light}{image_ext}" for light in lights
-                   for folder, present in ((PREGENERATED_TEST_DIR, test_pairs), (PREGENERATED_GOLDEN_DIR, golden_pairs))
-                   if (name, light) not in present]
-        if missing:
-            incomplete[name] = missing
-            continue
-        if max_pairs is not None and len(rows) >= max_pairs:
-            deferred.append(name)
-            continue
         for light in lights:
             for folder, out_dir in ((PREGENERATED_TEST_DIR, test_dir), (PREGENERATED_GOLDEN_DIR, golden_dir)):
                 data = csvdata.image_file(root, folder, name, light, image_ext).read_bytes()
                 fsutil.write_bytes(csvdata.image_file(out_root, out_dir, name, light, image_ext), data)
         rows.append({**entry.to_dict(), "input_path": test_dir, "golden_path": golden_dir,
                      "sdg_source": f"{PREGENERATED_GOLDEN_DIR}/{name}", "sdg_target": "", "sdg_method": "pregenerated"})
-    metadata = [c for c in manifest.columns if c not in NOT_METADATA]
+    metadata = [c for c in entries.columns if c not in NOT_METADATA]
     frame = pd.DataFrame(rows, columns=[*MANDATORY_COLUMNS, *metadata, *SDG_COLUMNS])
-    frame.attrs[INGEST_REPORT] = {"ingested": len(frame), "already_ingested": skipped, "incomplete": incomplete,
-                                  "unlisted": unlisted, "deferred": deferred}
+    frame.attrs[INGEST_REPORT] = report
     return frame
 
 

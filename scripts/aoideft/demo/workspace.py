@@ -126,7 +126,7 @@ class DemoConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(lights=2, image_size=32, train=60, val=40, kpi=60, pool=120, synthetic_pairs=0, workers=1),
+    "tiny": dict(lights=2, image_size=32, train=60, val=40, kpi=60, pool=120, synthetic_pairs=4, workers=1),
     "default": dict(lights=2, image_size=64, train=300, val=200, kpi=400, pool=1500, synthetic_pairs=16, workers=2),
 }
 

@@ -231,11 +231,13 @@ def _route_by_modes(settings: RunSettings, n: int, rca_dir: Path, pool: pd.DataF
     demands = [routing.ModeDemand(m["id"], m["weight"], m["size"], available.get(m["id"], 0)) for m in modes]
     previous, provenance = previous_training(settings, n)
     budget_cfg, routing_cfg = settings.deft["budget"], settings.deft["routing"]
+    # The customer's pre-generated pairs this iteration will ingest come first: the plan gets what they leave.
+    reserved = _pregenerated_pending(settings, n)
     budget = routing.Budget(
-        max_new_rows=budget_cfg["max_new_rows"], sdg_rows=settings.deft["sdg"]["num_sdg"],
+        max_new_rows=max(0, budget_cfg["max_new_rows"] - reserved), sdg_rows=settings.deft["sdg"]["num_sdg"],
         compute_s=budget_cfg["compute_s"], sdg_row_cost_s=budget_cfg["sdg_row_cost_s"],
         row_train_cost_s=budget_cfg["row_train_cost_s"], max_synthetic_share=budget_cfg["max_synthetic_share"],
-        previous_rows=len(previous), previous_synthetic_rows=_synthetic_rows(provenance))
+        previous_rows=len(previous) + reserved, previous_synthetic_rows=_synthetic_rows(provenance) + reserved)
     plan = routing.plan_rows(demands, budget, rows_per_weak_row=routing_cfg["rows_per_weak_row"],
                              synthetic_value=routing_cfg["synthetic_value"])
     by_labels = plan.status == "no_modes"
@@ -243,7 +245,7 @@ def _route_by_modes(settings: RunSettings, n: int, rca_dir: Path, pool: pd.DataF
     if message:
         print(f"routing: {message}")
     routing.write_plan(plan, demands, budget, out_dir, engine="failure_modes", message=message,
-                       routed_by=ROUTED_BY_LABELS if by_labels else ROUTED_BY_MODES)
+                       routed_by=ROUTED_BY_LABELS if by_labels else ROUTED_BY_MODES, pregenerated_reserved=reserved)
     if by_labels:
         return None
     served = {mode for mode, rows in plan.rows.items() if rows["sdg"] or rows["mining"]}
@@ -253,6 +255,19 @@ def _route_by_modes(settings: RunSettings, n: int, rca_dir: Path, pool: pd.DataF
         dropped=targets[~targets["failure_mode"].isin(served)].assign(
             drop_reason="its failure mode got no rows within the budgets").reset_index(drop=True),
     )
+
+
+def _ingests_pregenerated(settings: RunSettings) -> bool:
+    return bool(settings.deft["sdg"]["ingest_pregenerated"]) and settings.synthetic_dir.is_dir()
+
+
+def _pregenerated_pending(settings: RunSettings, n: int) -> int:
+    """Pre-generated pairs iteration n's SDG stage will ingest (complete, not ingested before)."""
+    if not _ingests_pregenerated(settings):
+        return 0
+    lights, ext = _lights_and_ext(settings)
+    history = sdg.ingested_before(settings.run_images, n, lights=lights, image_ext=ext)
+    return len(sdg.pregenerated_to_ingest(settings.synthetic_dir, lights=lights, image_ext=ext, history=history)[0])
 
 
 def _synthetic_rows(provenance: pd.DataFrame | None) -> int:
@@ -292,7 +307,7 @@ def run_sdg(settings: RunSettings, n: int, out_rows: Path) -> None:
     if verify and len(candidates):
         candidates = _verified(settings, n, candidates, targets, rca_dir, out_dir, details)
     frames = [candidates]
-    if cfg["ingest_pregenerated"] and settings.synthetic_dir.is_dir():
+    if _ingests_pregenerated(settings):
         ingested = sdg.ingest_pregenerated(settings.synthetic_dir, lights=lights, image_ext=ext,
                                            out_images_root=settings.run_images, iteration=n)
         details["pregenerated"] = ingested.attrs.get("ingest_report")
