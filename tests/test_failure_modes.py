@@ -98,7 +98,7 @@ def test_missed_side_uses_the_target_far_threshold():
     frame = pd.DataFrame({"input_path": "k", "golden_path": "g", "label": ["PASS"] * 10 + ["SHIFT"] * 4,
                           "object_name": [f"o{i}" for i in range(14)],
                           "siamese_score": [0.1 * i for i in range(10)] + [0.95, 0.85, 0.55, 0.05]})
-    weak, operating = fm.weak_rows(frame, target_far_pct=10.0, settings=fm.ModeSettings(near_margin=0.0))
+    weak, operating, _ = fm.weak_rows(frame, target_far_pct=10.0, settings=fm.ModeSettings(near_margin=0.0))
     # FAR <= 10% of 10 PASS rows allows one false alarm: threshold = the second-highest PASS score 0.8
     assert operating["target_threshold"] == pytest.approx(0.8)
     assert set(weak.loc[weak["side"] == fm.MISSED, "object_name"]) == {"o12", "o13"}

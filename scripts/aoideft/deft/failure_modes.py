@@ -77,8 +77,9 @@ class FailureModes:
 
 
 def weak_rows(frame: pd.DataFrame, *, target_far_pct: float, settings: ModeSettings,
-              source: str = "inference CSV") -> tuple[pd.DataFrame, dict]:
-    """The weak rows of both sides with ``side``, ``weakness`` and ``severity``; and the operating points."""
+              source: str = "inference CSV") -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+    """(the weak rows of both sides with ``side``, ``weakness`` and ``severity``; the operating points;
+    every scored row with ``is_defect``, the population the metadata lift compares against)."""
     scored = frame.reset_index(drop=True).copy()
     scored[SCORE_COLUMN] = kpi.parse_scores(scored[SCORE_COLUMN], source=source)
     scored["row_key"] = csvdata.row_key(scored)
@@ -113,8 +114,7 @@ def weak_rows(frame: pd.DataFrame, *, target_far_pct: float, settings: ModeSetti
         "weak_false_alarms": int((weak["side"] == FALSE_ALARM).sum()),
         "weak_missed": int((weak["side"] == MISSED).sum()),
     }
-    weak.attrs["population"] = scored.assign(is_defect=is_defect)
-    return weak, operating
+    return weak, operating, scored.assign(is_defect=is_defect)
 
 
 def condition_columns(frame: pd.DataFrame, max_values: int) -> list[str]:
@@ -140,8 +140,8 @@ def find_modes(
     source: str = "inference CSV",
 ) -> FailureModes:
     """Group the weak rows of ``inference`` (KPI rows + siamese_score) into failure modes."""
-    weak, operating = weak_rows(inference, target_far_pct=target_far_pct, settings=settings, source=source)
-    population = weak.attrs.pop("population")
+    weak, operating, population = weak_rows(inference, target_far_pct=target_far_pct, settings=settings,
+                                            source=source)
     if columns is None:
         columns = condition_columns(population, settings.max_values)
     else:

@@ -113,6 +113,17 @@ def _light_strip(images_dir: Path, rel_dir: str, object_name: str, lights, ext: 
     return np.concatenate([t[:height] for t in tiles], axis=1)
 
 
+def pair_images(images_dir: Path, row, lights, ext: str, caption: str) -> dict[str, str] | None:
+    """Golden and test light strips of one row as base64 PNGs; None (with a warning) if an image is gone."""
+    try:
+        golden = _light_strip(images_dir, row["golden_path"], row["object_name"], lights, ext)
+        test = _light_strip(images_dir, row["input_path"], row["object_name"], lights, ext)
+    except OSError as error:  # an image removed since the run: skip the picture, not the report
+        print(f"WARNING: report: no picture for {caption}: {error}")
+        return None
+    return {"caption": caption, "golden_png_b64": report.png_base64(golden), "test_png_b64": report.png_base64(test)}
+
+
 def sample_pairs(settings: RunSettings, labels: list[str]) -> list[dict[str, Any]]:
     run = settings.run_dir
     record = _maybe_json(run / "inputs" / "workspace.json")
@@ -123,14 +134,9 @@ def sample_pairs(settings: RunSettings, labels: list[str]) -> list[dict[str, Any
 
     def add(frame: pd.DataFrame, images_dir: Path, kind: str, caption: str) -> None:
         for _, row in frame.head(MAX_SAMPLES_PER_KIND).iterrows():
-            try:
-                golden = _light_strip(images_dir, row["golden_path"], row["object_name"], lights, ext)
-                test = _light_strip(images_dir, row["input_path"], row["object_name"], lights, ext)
-            except OSError:
-                continue  # an image removed since the run: skip the sample, not the report
-            samples.append({"caption": f"{caption}: {row['label']} {row['object_name']}",
-                            "golden_png_b64": report.png_base64(golden),
-                            "test_png_b64": report.png_base64(test), "kind": kind})
+            pair = pair_images(images_dir, row, lights, ext, f"{caption}: {row['label']} {row['object_name']}")
+            if pair:
+                samples.append({**pair, "kind": kind})
 
     gaps = run / "baseline" / "rca" / "kpi_gaps.parquet"
     if gaps.is_file():
@@ -169,16 +175,10 @@ def failure_mode_tables(settings: RunSettings, labels: list[str]) -> list[dict[s
         allocated = {mode["id"]: mode for mode in plan.get("modes", [])}
         modes = []
         for mode in found["modes"][:MAX_MODES_SHOWN]:
-            examples = []
-            for example in mode["examples"][:MAX_MODE_EXAMPLES] if record else []:
-                try:
-                    strips = [_light_strip(settings.images_dir, example[column], example["object_name"],
-                                           record["lights"], record["image_ext"]) for column in ("golden_path", "input_path")]
-                except OSError:
-                    continue
-                examples.append({"caption": f"{example['label']} {example['object_name']} score {example['score']:.3f}",
-                                 "golden_png_b64": report.png_base64(strips[0]),
-                                 "test_png_b64": report.png_base64(strips[1])})
+            pairs = [pair_images(settings.images_dir, example, record["lights"], record["image_ext"],
+                                 f"{example['label']} {example['object_name']} score {example['score']:.3f}")
+                     for example in (mode["examples"][:MAX_MODE_EXAMPLES] if record else [])]
+            examples = [pair for pair in pairs if pair]
             rows = allocated.get(mode["id"], {})
             modes.append({"id": mode["id"], "description": mode["description"], "size": mode["size"],
                           "share": mode["share"], "lift": mode.get("lift"), "p_value": mode.get("p_value"),
