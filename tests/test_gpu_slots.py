@@ -11,14 +11,17 @@ HOLDER = """
 import os, sys, time
 from pathlib import Path
 from aoideft.workflow import gpu_slots
-slot = gpu_slots.acquire(Path(sys.argv[1]), wait_seconds=float(sys.argv[3]))
+slot = gpu_slots.acquire(gpu_slots.allocation_lock_dir(Path(sys.argv[1])), wait_seconds=float(sys.argv[3]))
 print(slot.device, os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
 time.sleep(float(sys.argv[2]))
 """
 
 
-def start(lock_dir, hold, wait=30.0, devices="0,1,2"):
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": devices}
+def start(lock_dir, hold, wait=30.0, devices="0,1,2", slurm_job=None):
+    env = {k: v for k, v in os.environ.items() if k != "SLURM_JOB_ID"}
+    env["CUDA_VISIBLE_DEVICES"] = devices
+    if slurm_job is not None:
+        env["SLURM_JOB_ID"] = slurm_job
     return subprocess.Popen([sys.executable, "-c", HOLDER, str(lock_dir), str(hold), str(wait)],
                             env=env, stdout=subprocess.PIPE, text=True)
 
@@ -62,3 +65,35 @@ def test_no_gpu_means_a_cpu_slot(tmp_path):
             del os.environ["CUDA_VISIBLE_DEVICES"]
         else:
             os.environ["CUDA_VISIBLE_DEVICES"] = saved
+
+
+def test_slurm_jobs_that_each_see_their_gpu_as_0_do_not_wait_on_each_other(tmp_path):
+    """With device cgroups SLURM numbers every job's GPU from 0: slots are per allocation."""
+    first = start(tmp_path, hold=30, devices="0", slurm_job="101")
+    assert first.stdout.readline().split() == ["0", "0"]
+    second = start(tmp_path, hold=0, wait=5, devices="0", slurm_job="102")
+    assert second.stdout.readline().split() == ["0", "0"], "the second allocation's GPU is its own"
+    assert second.wait(timeout=30) == 0
+    same_allocation = start(tmp_path, hold=0, wait=1, devices="0", slurm_job="101")
+    assert same_allocation.wait(timeout=30) != 0, "inside one allocation the slot is still exclusive"
+    first.kill()
+    first.wait()
+
+
+def test_placement_lines_round_trip_and_the_last_attempt_wins():
+    from aoideft.workflow import gpu_slots
+
+    first = gpu_slots.GpuSlot(device="1", acquired_at=10.0)
+    retry = gpu_slots.GpuSlot(device="0", acquired_at=20.0)
+    log = "\n".join([
+        "[automl_train] " + gpu_slots.placement_line(first),
+        "Traceback (most recent call last): ...",
+        "[automl_train] " + gpu_slots.placement_line(retry),
+        "[automl_train] " + gpu_slots.released_line(),
+        "[automl_train] finished in 3.0s",
+    ])
+    placement = gpu_slots.parse_placement(log)
+    assert placement["slot_device"] == "0" and placement["acquired_at"] == 20.0
+    assert placement["released_at"] >= 20.0
+    assert placement["torch_device"] == "cpu" or placement["torch_device"].startswith("cuda:0")
+    assert gpu_slots.parse_placement("[deft_route] finished in 0.1s") is None

@@ -1,24 +1,32 @@
-"""One GPU per job when several jobs share a machine.
+"""One GPU per job when several jobs share a machine or an allocation.
 
 Snakemake's local executor only counts GPUs (`--resources gpu=N`); it never sets
 CUDA_VISIBLE_DEVICES, so without this every concurrent job would land on GPU 0. A job takes the
 first free slot among the visible devices by holding an exclusive, non-blocking `flock` on a
 per-device lock file for its whole life; the kernel drops the lock when the process dies, so a
-killed job never leaves a slot taken. Under SLURM, `--gpus=1` already narrows
-CUDA_VISIBLE_DEVICES to the allocated device and the same code simply takes that one.
+killed job never leaves a slot taken.
+
+Under SLURM the scheduler has already chosen: `--gpus=1` narrows CUDA_VISIBLE_DEVICES to the
+job's own device, and with device cgroups every job on a node may see its GPU as "0". Slots are
+therefore kept per allocation (a lock directory per SLURM job id), so two SLURM jobs never wait
+on each other's "gpu0" and a job holding several GPUs still spreads its work across them.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
+import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_LOCK_DIR = Path(os.environ.get("AOIDEFT_GPU_LOCK_DIR", "/tmp/aoideft-gpu-slots"))
+PLACEMENT_TAG = "placement"
+RELEASED_TAG = "slot-released"
 
 
 def visible_devices() -> list[str]:
@@ -37,22 +45,72 @@ def visible_devices() -> list[str]:
     return [str(i) for i, line in enumerate(listing.splitlines()) if line.startswith("GPU ")]
 
 
+def allocation_lock_dir(base: Path = DEFAULT_LOCK_DIR) -> Path:
+    """Where this process's slot locks live: one directory per SLURM allocation, else `base`."""
+    job_id = os.environ.get("SLURM_JOB_ID")
+    return base / f"slurm-job-{job_id}" if job_id else base
+
+
 @dataclass
 class GpuSlot:
     device: str | None
     handle: object | None = None
+    acquired_at: float = field(default_factory=time.time)
 
     def release(self) -> None:
         if self.handle is not None:
             self.handle.close()
             self.handle = None
 
+    def placement(self) -> dict:
+        """Where this job runs, for its log: slot, scheduler job and what torch will use."""
+        return {
+            "host": socket.gethostname(),
+            "slot_device": self.device,
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            "torch_device": _torch_device(),
+            "acquired_at": round(self.acquired_at, 3),
+        }
 
-def acquire(lock_dir: Path = DEFAULT_LOCK_DIR, wait_seconds: float = 3600.0) -> GpuSlot:
+
+def _torch_device() -> str:
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    props = torch.cuda.get_device_properties(0)
+    return f"cuda:0 {props.name} pci={getattr(props, 'pci_bus_id', '?')}"
+
+
+def placement_line(slot: GpuSlot) -> str:
+    """One log line a person can read and a test can parse: `placement {json}`."""
+    return f"{PLACEMENT_TAG} {json.dumps(slot.placement(), sort_keys=True)}"
+
+
+def released_line() -> str:
+    return f"{RELEASED_TAG} {json.dumps({'released_at': round(time.time(), 3)})}"
+
+
+def parse_placement(log_text: str) -> dict | None:
+    """The placement a job's log recorded (with `released_at` once the slot was given back), or
+    None when it ran without a slot. A retried job's log holds several: the last one wins."""
+    placement = None
+    for line in log_text.splitlines():
+        for tag in (PLACEMENT_TAG, RELEASED_TAG):
+            _, found, payload = line.partition(f"{tag} ")
+            if found and payload.startswith("{"):
+                record = json.loads(payload)
+                placement = record if tag == PLACEMENT_TAG else {**(placement or {}), **record}
+    return placement
+
+
+def acquire(lock_dir: Path | None = None, wait_seconds: float = 3600.0) -> GpuSlot:
     """Claim one visible device and pin CUDA_VISIBLE_DEVICES to it; no GPU -> a CPU slot."""
     devices = visible_devices()
     if not devices:
         return GpuSlot(device=None)
+    lock_dir = allocation_lock_dir() if lock_dir is None else lock_dir
     lock_dir.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + wait_seconds
     while True:

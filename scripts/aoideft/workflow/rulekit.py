@@ -24,10 +24,9 @@ def run_rule(smk, body: Callable[[RunSettings], None], *, uses_model: bool = Fal
     started = time.time()
     slot = gpu_slots.acquire() if uses_model else None
     try:
-        if slot is not None:
-            print(f"[{smk.rule}] device: {'cuda:' + slot.device if slot.device else 'cpu'}")
         if uses_model:
             _limit_threads(smk.threads)
+            print(f"[{smk.rule}] {gpu_slots.placement_line(slot)}")
         body(from_snakemake(smk))
     except InputError as error:
         # Bad input: one clear line (here and in Snakemake's output), no traceback. Anything else
@@ -39,6 +38,7 @@ def run_rule(smk, body: Callable[[RunSettings], None], *, uses_model: bool = Fal
     finally:
         if slot is not None:
             slot.release()
+            print(f"[{smk.rule}] {gpu_slots.released_line()}")
     print(f"[{smk.rule}] finished in {time.time() - started:.1f}s")
 
 
