@@ -47,3 +47,12 @@ localrules:
     deft_finish,
     pick_best,
     deft_report,
+
+
+onerror:
+    # One summary at the very end of a stopped run: what failed, how, and the command to resume.
+    if workflow.is_main_process:
+        from aoideft.workflow import failures
+
+        text = "".join(Path(path).read_text(errors="replace") for path in log)  # Snakemake passes a list
+        sys.stderr.write(failures.stop_summary(text, ["snakemake", *sys.argv[1:]]) + "\n")
