@@ -19,6 +19,12 @@ include: "rules/deft.smk"
 include: "rules/final.smk"
 
 
+# With `--sdm apptainer`, every job runs inside this image (README: running on a cluster).
+if config["container"]:
+
+    container: config["container"]
+
+
 rule all:
     input:
         "final_automl/best.pth",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import os
 import platform
+import re
 import socket
 import sys
 from pathlib import Path
@@ -22,6 +23,9 @@ from . import inputs
 from .settings import RunSettings
 
 CREDENTIALS = ("NGC_API_KEY", "HF_TOKEN", "WANDB_API_KEY")
+# An unedited profile value such as "<PARTITION>" (profiles/slurm/config.yaml).
+PROFILE_PLACEHOLDER = re.compile(r"^<[A-Z][A-Z_]*>$")
+DEFAULT_SCOPE = "*"
 
 # (benchmark glob under the run dir, label) of the jobs that dominate the cost.
 COST_CLASSES = {
@@ -42,15 +46,46 @@ def _engine_lines(deft: dict) -> list[str]:
             f"program; SDG up to {deft['sdg']['num_sdg']} pairs/iteration, {verify}"]
 
 
-def parse_time_gate(settings: RunSettings) -> None:
+def check_profile_resources(resources: dict[str, dict[str, Any]]) -> None:
+    """Refuse a profile whose placeholders were never filled in.
+
+    `resources` maps DEFAULT_SCOPE (default-resources) or a rule name (set-resources) to its
+    values. Left alone, "<PARTITION>" would only fail at the first sbatch, after Phase 1 started.
+    """
+    for scope, values in resources.items():
+        for key, value in values.items():
+            if isinstance(value, str) and PROFILE_PLACEHOLDER.match(value.strip()):
+                where = "default-resources" if scope == DEFAULT_SCOPE else f"set-resources, rule {scope}"
+                raise InputError(
+                    f"profile setting {key} ({where}) is still the placeholder {value}: set it in the "
+                    "profile's config.yaml (profiles/slurm/config.yaml; `make install-profiles` links it), "
+                    "or delete the line if your cluster does not need it.")
+
+
+def _job_resource_line(settings: RunSettings, resources: dict[str, dict[str, Any]]) -> str:
+    gpu = settings.config["resources"]["gpu"]
+    placed = resources.get(DEFAULT_SCOPE, {})
+    models = sorted({str(v["gpu_model"]) for v in resources.values() if v.get("gpu_model")})
+    extras = [f"partition {placed['slurm_partition']}"] if placed.get("slurm_partition") else []
+    extras += [f"account {placed['slurm_account']}"] if placed.get("slurm_account") else []
+    extras += [f"GPU model {', '.join(models)}"] if models else []
+    threads = f"{gpu['threads']} thread" + ("s" if gpu["threads"] != 1 else "")
+    return (f"model jobs ask for {gpu['gpu']} GPU, {threads}, {gpu['mem_mb']} MB, "
+            f"{gpu['runtime']} min each" + (f" ({', '.join(extras)})" if extras else "")
+            + "; bookkeeping rules run where Snakemake runs")
+
+
+def parse_time_gate(settings: RunSettings, profile_resources: dict[str, dict[str, Any]] | None = None) -> None:
     """Validate at parse time and print the summary; exit with one clear line on bad input."""
+    profile_resources = profile_resources or {}
     try:
+        check_profile_resources(profile_resources)
         report = None
         if settings.workspace.exists():
             report = inputs.check_workspace(settings)
         elif not settings.config["demo"]["generate"]:
             inputs.check_workspace(settings)  # raises the clear "does not exist" error
-        sys.stderr.write(render_summary(settings, report) + "\n")
+        sys.stderr.write(render_summary(settings, report, profile_resources) + "\n")
     except InputError as error:
         sys.stderr.write(f"PRE-FLIGHT FAILED: {error}\n")
         sys.exit(1)
@@ -127,7 +162,8 @@ def _benchmark_seconds(run_dir: Path, pattern: str) -> float | None:
     return mean(values) if values else None
 
 
-def render_summary(settings: RunSettings, report: inputs.WorkspaceReport | None) -> str:
+def render_summary(settings: RunSettings, report: inputs.WorkspaceReport | None,
+                   profile_resources: dict[str, dict[str, Any]] | None = None) -> str:
     cfg = settings.config
     automl, deft = cfg["automl"], cfg["deft"]
     lines = ["", "=" * 78, "AOI pipeline pre-flight (Phase 1 AutoML -> DEFT loop -> Phase 3 AutoML)",
@@ -142,6 +178,7 @@ def render_summary(settings: RunSettings, report: inputs.WorkspaceReport | None)
         f"run dir:   {settings.run_dir}",
         f"host:      {socket.gethostname()} ({platform.platform()}, Python {platform.python_version()})",
         f"compute:   {_device_line()}",
+        f"jobs:      {_job_resource_line(settings, profile_resources or {})}",
         "network:   not used (models train from scratch; nothing is downloaded)",
     ])
     section("2. Credentials", [f"{k}: {v}" for k, v in credential_status().items()])
