@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 CORES  ?= 2
 RUN_DIR ?= results/demo
 
-.PHONY: run test venv dry-run install-profiles clean-demo
+.PHONY: run test venv slurm-tools dry-run install-profiles clean-demo
 
 venv: $(VENV)/.installed
 
@@ -24,8 +24,12 @@ run: venv
 dry-run: venv
 	$(BIN)/snakemake --profile profiles/local -n --config run_dir=$(RUN_DIR)
 
-test: venv
+test: venv slurm-tools
 	bash tests/run_tests.sh
+
+# slurm-wlm + munge for the SLURM integration test (root + apt-get only; otherwise it is skipped).
+slurm-tools:
+	bash tests/install_slurm.sh
 
 # One-time step so `snakemake --profile slurm ...` finds the profile from any directory.
 install-profiles:
