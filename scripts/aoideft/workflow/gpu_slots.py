@@ -79,8 +79,8 @@ def _torch_device() -> str:
 
     if not torch.cuda.is_available():
         return "cpu"
-    props = torch.cuda.get_device_properties(0)
-    return f"cuda:0 {props.name} pci={getattr(props, 'pci_bus_id', '?')}"
+    props = torch.cuda.get_device_properties(0)  # the physical card: its UUID, as nvidia-smi -L lists it
+    return f"cuda:0 {props.name} GPU-{getattr(props, 'uuid', '?')}"
 
 
 def placement_line(slot: GpuSlot) -> str:
