@@ -21,6 +21,21 @@ from aoideft.workflow import automl_jobs as _automl_jobs, loop as _loop, setting
 RUN = _settings.resolve(config, REPO_ROOT)
 
 
+def profile_resources():
+    """default-resources and set-resources as plain values, for the pre-flight's checks."""
+    settings = workflow.resource_settings
+    scopes = {_preflight.DEFAULT_SCOPE: settings.default_resources or {}, **settings.overwrite_resources}
+    return {scope: {key: res.raw for key, res in values.items()} for scope, values in scopes.items()}
+
+
+# The pre-flight runs at parse time in the main process only (not in every cluster job), before
+# Snakemake makes the run directory its working directory: an unwritable one is refused cleanly.
+if workflow.is_main_process:
+    from aoideft.workflow import preflight as _preflight
+
+    _preflight.parse_time_gate(RUN, profile_resources())
+
+
 workdir: str(RUN.run_dir)
 
 
@@ -33,18 +48,6 @@ wildcard_constraints:
     loopit=r"baseline|iter[1-9]\d*",
 
 
-def profile_resources():
-    """default-resources and set-resources as plain values, for the pre-flight's checks."""
-    settings = workflow.resource_settings
-    scopes = {_preflight.DEFAULT_SCOPE: settings.default_resources or {}, **settings.overwrite_resources}
-    return {scope: {key: res.raw for key, res in values.items()} for scope, values in scopes.items()}
-
-
-# The pre-flight runs at parse time in the main process only (not in every cluster job).
-if workflow.is_main_process:
-    from aoideft.workflow import preflight as _preflight
-
-    _preflight.parse_time_gate(RUN, profile_resources())
 
 
 def gpu_resources():

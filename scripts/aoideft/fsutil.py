@@ -5,6 +5,7 @@ A reader (or a workflow killed mid-write) never sees a partial file under its fi
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
+
+from .errors import InputError
 
 
 @contextmanager
@@ -29,6 +32,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp_path, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp_path, target)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # A defined stop with one line, not a traceback; the rename never happened.
+        raise InputError(f"{target}: no space left on the device while writing it; free space under "
+                         f"{target.parent} and rerun (the previous {target.name}, if any, is unchanged)") from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -86,7 +95,6 @@ def read_json(path: str | os.PathLike) -> Any:
 def read_json_input(path: str | os.PathLike, *, what: str, fix: str) -> Any:
     """``read_json`` for a file a user or an earlier step provides: a missing or unreadable file is
     one InputError naming the file, what it should be (``what``) and what to do (``fix``)."""
-    from .errors import InputError
 
     try:
         return read_json(path)

@@ -13,13 +13,14 @@ import platform
 import re
 import socket
 import sys
+import tempfile
 from pathlib import Path
 from statistics import mean
 from typing import Any
 
 from .. import fsutil
 from ..errors import InputError
-from . import inputs
+from . import automl_jobs, inputs
 from .settings import RunSettings
 
 CREDENTIALS = ("NGC_API_KEY", "HF_TOKEN", "WANDB_API_KEY")
@@ -75,16 +76,37 @@ def _job_resource_line(settings: RunSettings, resources: dict[str, dict[str, Any
             + "; bookkeeping rules run where Snakemake runs")
 
 
+def check_run_dir(run_dir: Path) -> None:
+    """The run directory exists, or can be made, and takes new files."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".write-probe.", dir=run_dir)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise InputError(f"run_dir {run_dir} is not writable ({error.strerror}): set `run_dir` in the config to a "
+                         "directory you can write, or fix its permissions") from None
+
+
+def check_inputs(settings: RunSettings, profile_resources: dict[str, dict[str, Any]] | None = None,
+                 ) -> inputs.WorkspaceReport | None:
+    """Everything the pre-flight refuses, one InputError naming the file, row or key: the profile,
+    the AutoML search space (Phase 3 searches the same entries, minus what it pins) and the
+    workspace. None when the demo workspace is still to be generated."""
+    check_profile_resources(profile_resources or {})
+    check_run_dir(settings.run_dir)
+    automl_jobs.search_space(settings, automl_jobs.PHASE1)
+    if settings.workspace.exists():
+        return inputs.check_workspace(settings)
+    if not settings.config["demo"]["generate"]:
+        inputs.check_workspace(settings)  # raises the clear "does not exist" error
+    return None
+
+
 def parse_time_gate(settings: RunSettings, profile_resources: dict[str, dict[str, Any]] | None = None) -> None:
     """Validate at parse time and print the summary; exit with one clear line on bad input."""
-    profile_resources = profile_resources or {}
     try:
-        check_profile_resources(profile_resources)
-        report = None
-        if settings.workspace.exists():
-            report = inputs.check_workspace(settings)
-        elif not settings.config["demo"]["generate"]:
-            inputs.check_workspace(settings)  # raises the clear "does not exist" error
+        report = check_inputs(settings, profile_resources)
         sys.stderr.write(render_summary(settings, report, profile_resources) + "\n")
     except InputError as error:
         sys.stderr.write(f"PRE-FLIGHT FAILED: {error}\n")
