@@ -31,9 +31,13 @@ def profile_resources():
 # The pre-flight runs at parse time in the main process only (not in every cluster job), before
 # Snakemake makes the run directory its working directory: an unwritable one is refused cleanly.
 if workflow.is_main_process:
-    from aoideft.workflow import preflight as _preflight
+    from aoideft.workflow import preflight as _preflight, resume as _resume
 
     _preflight.parse_time_gate(RUN, profile_resources())
+    # What --rerun-incomplete means, done here because Snakemake misses jobs behind checkpoints.
+    if not workflow.output_settings.dryrun:
+        for _path in _resume.clear_incomplete_outputs(RUN.run_dir):
+            print(f"resume: removed {_path}, left by a job a killed run did not finish", file=sys.stderr)
 
 
 workdir: str(RUN.run_dir)
