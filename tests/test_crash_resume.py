@@ -46,11 +46,12 @@ SECRET = "aoideft-crash-test-secret-0451"
 SKIPPED_TOP = {".snakemake", "logs", "benchmarks", "images"}
 # Rewritten in place as the loop goes on (state, its log, the report), so their mtimes move.
 IN_PLACE = {"deft_state.json", "loop_log.jsonl", "DEFT_Loop_Report.html", "deft_state.json.lock"}
-# Wall-clock readings, and what differs by design: the crash run sets a credential (SET vs UNSET)
-# and checkpoint files hold their epoch's seconds, so their SHA-256 differs while their tensors
-# (compared separately) are equal.
+# Wall-clock readings, and what differs by design: the crash run sets a credential (SET vs UNSET);
+# checkpoint files hold their epoch's seconds, so their SHA-256 differs while their tensors
+# (compared separately) are equal; a log entry's `seq` counts commits, so a stage committed again
+# after a kill takes the next number (tests/test_state.py), leaving a gap.
 VOLATILE_KEYS = {"ts", "started_at", "checked_at", "duration_sec", "seconds", "decode_seconds",
-                 "pairs_per_second", "credentials", "checkpoint_sha256"}
+                 "pairs_per_second", "credentials", "checkpoint_sha256", "seq"}
 
 
 def _env(config_path: Path) -> dict[str, str]:
@@ -187,7 +188,12 @@ def _normalised_json(value, run_dir: str | None = None):
     if isinstance(value, dict):
         return {k: _normalised_json(v, run_dir) for k, v in value.items() if k not in VOLATILE_KEYS}
     if isinstance(value, list):
-        return [_normalised_json(v, run_dir) for v in value]
+        items = [_normalised_json(v, run_dir) for v in value]
+        if items and all(isinstance(v, dict) and {"iter", "stage"} <= v.keys() for v in items):
+            # Log entries: one per (iteration, stage); concurrent stages (mining, SDG) may commit
+            # in either order, and a rerun moves a stage's entry to the end.
+            items.sort(key=lambda e: (e["iter"], e["stage"]))
+        return items
     if isinstance(value, str) and run_dir:
         return value.replace(run_dir, "<RUN>")
     return value
