@@ -10,9 +10,9 @@ credential in the environment never reached a file, and the results equal an uni
 
 from __future__ import annotations
 
-import base64
 import json
 import math
+import pickle
 import os
 import signal
 import subprocess
@@ -26,6 +26,7 @@ import pytest
 import torch
 import yaml
 
+from aoideft.workflow.resume import incomplete_outputs
 from conftest import REPO, SNAKEMAKE, tiny_config
 
 # (moment, glob under the run dir whose first match means the moment has come)
@@ -93,13 +94,7 @@ def _parse(path: Path) -> None:
 def _incomplete_dirs(run_dir: Path) -> set[str]:
     """Folders of the outputs Snakemake marked incomplete (jobs running at the kill): what a rerun
     may rewrite."""
-    marks = run_dir / ".snakemake" / "incomplete"
-    dirs = set()
-    for mark in marks.rglob("*") if marks.exists() else []:
-        if mark.is_file():  # urlsafe base64 of the output path, long ones split into "@" segments
-            encoded = "".join(part.lstrip("@") for part in mark.relative_to(marks).parts)
-            dirs.add(str(Path(base64.urlsafe_b64decode(encoded).decode()).parent))
-    return dirs
+    return {str(path.parent.relative_to(run_dir)) for path in incomplete_outputs(run_dir)}
 
 
 @dataclass
@@ -143,7 +138,7 @@ def _check_whole(run_dir: Path, moment: str) -> None:
     for rel, path in _artifacts(run_dir):
         try:
             _parse(path)
-        except Exception as error:  # noqa: BLE001 - any parse failure is the finding
+        except (ValueError, OSError, EOFError, RuntimeError, pickle.UnpicklingError, yaml.YAMLError) as error:
             raise AssertionError(f"after a kill at '{moment}': {rel} is not whole: {error}") from error
     state, log = run_dir / "deft_state.json", run_dir / "loop_log.jsonl"
     if state.exists():
