@@ -26,7 +26,7 @@ import pytest
 import torch
 import yaml
 
-from aoideft.workflow.resume import incomplete_outputs
+from aoideft.workflow.resume import marked_outputs
 from conftest import REPO, SNAKEMAKE, tiny_config
 
 # (moment, glob under the run dir whose first match means the moment has come)
@@ -92,9 +92,9 @@ def _parse(path: Path) -> None:
 
 
 def _incomplete_dirs(run_dir: Path) -> set[str]:
-    """Folders of the outputs Snakemake marked incomplete (jobs running at the kill): what a rerun
-    may rewrite."""
-    return {str(path.parent.relative_to(run_dir)) for path in incomplete_outputs(run_dir)}
+    """Folders of the outputs Snakemake marked incomplete (jobs running at the kill), written yet or
+    not (a trial's side files appear before its result.json): what a rerun may rewrite."""
+    return {str(path.parent.relative_to(run_dir)) for path in marked_outputs(run_dir)}
 
 
 @dataclass

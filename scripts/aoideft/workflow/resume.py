@@ -17,8 +17,8 @@ import shutil
 from pathlib import Path
 
 
-def incomplete_outputs(run_dir: Path) -> list[Path]:
-    """Outputs of jobs a previous run started and did not finish (marked, and present)."""
+def marked_outputs(run_dir: Path) -> list[Path]:
+    """Outputs of jobs a previous run started and did not finish, written yet or not."""
     marks = run_dir / ".snakemake" / "incomplete"
     found = []
     for mark in sorted(marks.rglob("*")) if marks.is_dir() else []:
@@ -29,8 +29,7 @@ def incomplete_outputs(run_dir: Path) -> list[Path]:
             output = run_dir / base64.urlsafe_b64decode(encoded).decode()
         except (ValueError, UnicodeDecodeError):
             continue  # not one of Snakemake's marks
-        if output.exists() or output.is_symlink():
-            found.append(output)
+        found.append(output)
     return found
 
 
@@ -40,7 +39,7 @@ def clear_incomplete_outputs(run_dir: Path) -> list[Path]:
     locks = run_dir / ".snakemake" / "locks"
     if locks.is_dir() and any(locks.iterdir()):
         return []
-    removed = incomplete_outputs(run_dir)
+    removed = [output for output in marked_outputs(run_dir) if output.exists() or output.is_symlink()]
     for output in removed:
         if output.is_dir() and not output.is_symlink():
             shutil.rmtree(output)
