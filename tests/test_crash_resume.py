@@ -51,7 +51,7 @@ IN_PLACE = {"deft_state.json", "loop_log.jsonl", "DEFT_Loop_Report.html", "deft_
 # checkpoint files hold their epoch's seconds, so their SHA-256 differs while their tensors
 # (compared separately) are equal; a log entry's `seq` counts commits, so a stage committed again
 # after a kill takes the next number (tests/test_state.py), leaving a gap.
-VOLATILE_KEYS = {"ts", "started_at", "checked_at", "duration_sec", "seconds", "decode_seconds",
+VOLATILE_KEYS = {"ts", "started_at", "checked_at", "duration_sec", "seconds", "train_seconds", "decode_seconds",
                  "pairs_per_second", "credentials", "checkpoint_sha256", "seq"}
 
 

@@ -101,23 +101,19 @@ def random_color(pairs: torch.Tensor, settings: AugmentationSettings, generator:
     contrast = _uniform(generator, batch, max(0.0, 1 - settings.contrast), 1 + settings.contrast)
     saturation = _uniform(generator, batch, max(0.0, 1 - settings.saturation), 1 + settings.saturation)
     hue = _uniform(generator, batch, -settings.hue, settings.hue)
-    index = selected.nonzero().squeeze(1)
-    if index.numel() == 0:
+    if not bool(selected.any()):
         return pairs
-    x = pairs[index.to(pairs.device)]
-    shape = (-1,) + (1,) * (x.dim() - 1)
-
-    def per_pair(values: torch.Tensor) -> torch.Tensor:
-        return values[index].to(x).view(shape)
-
-    x = (x * per_pair(brightness)).clamp(0, 1)
+    # Every pair is jittered and the unselected ones are put back: whole-batch ops without a
+    # gather/scatter or host-side index, so the GPU is fed a few large kernels per batch.
+    factors = torch.stack([brightness, contrast, saturation]).to(pairs.device, pairs.dtype, non_blocking=True)
+    shape = (-1,) + (1,) * (pairs.dim() - 1)
+    x = (pairs * factors[0].view(shape)).clamp(0, 1)
     mean = _gray(x).mean(dim=(-3, -2, -1), keepdim=True)
-    x = ((x - mean) * per_pair(contrast) + mean).clamp(0, 1)
+    x = ((x - mean) * factors[1].view(shape) + mean).clamp(0, 1)
     gray = _gray(x)
-    x = ((x - gray) * per_pair(saturation) + gray).clamp(0, 1)
-    x = torch.einsum("nij,nsljhw->nslihw", _hue_matrices(hue[index]).to(x), x).clamp(0, 1)
-    pairs[index.to(pairs.device)] = x
-    return pairs
+    x = ((x - gray) * factors[2].view(shape) + gray).clamp(0, 1)
+    x = torch.einsum("nij,nsljhw->nslihw", _hue_matrices(hue).to(x), x).clamp(0, 1)
+    return _select(selected, x, pairs)
 
 
 def _hue_matrices(shift: torch.Tensor) -> torch.Tensor:
@@ -138,11 +134,14 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
 
 
 def _apply_to(x: torch.Tensor, mask: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Replace the rows of ``x`` selected by the boolean ``mask`` with ``transform`` of them."""
-    index = mask.nonzero().squeeze(1).to(x.device)
-    if index.numel():
-        x[index] = transform(x[index])
-    return x
+    """Replace the rows of ``x`` selected by the boolean CPU ``mask`` with ``transform`` of them."""
+    return _select(mask, transform(x), x) if bool(mask.any()) else x
+
+
+def _select(mask: torch.Tensor, chosen: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """Rows of ``chosen`` where the boolean CPU ``mask`` holds, else rows of ``other``."""
+    mask = mask.to(other.device, non_blocking=True).view((-1,) + (1,) * (other.dim() - 1))
+    return torch.where(mask, chosen, other)
 
 
 def _rand(generator: torch.Generator, n: int) -> torch.Tensor:

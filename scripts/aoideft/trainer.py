@@ -60,6 +60,7 @@ class TrainOptions:
     threads: int | None = None  # torch CPU threads; None: SLURM_CPUS_PER_TASK or os.cpu_count()
     base_width: int = 16  # backbone widths w/2w/4w/8w
     light_stacking: str = "spec"  # spec (TAO concat_type) | channels
+    compile: bool = False  # torch.compile the training forward (benchmarks/README.md: when it pays)
     verbose: bool = True  # one progress line per epoch on stdout
 
     @classmethod
@@ -195,9 +196,16 @@ def train_one_epoch(
     augmentation: AugmentationSettings,
     generator: torch.Generator,
     device: torch.device,
+    forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, float]:
+    """One pass over ``indices``; ``forward`` is the model's compiled forward when there is one."""
+    forward = forward or model
     model.train()
-    loss_sum, correct, seen, lr = 0.0, 0, 0, optimizer.param_groups[0]["lr"]
+    # Sums stay on the device: reading one back per batch (loss.item()) would make the CPU wait for
+    # the GPU every step instead of queueing the next batch; one read at the end of the epoch.
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen, lr = 0, optimizer.param_groups[0]["lr"]
     for start, end in batch_bounds(len(indices), batch_size):
         rows = indices[start:end].to(data.labels.device)
         golden = data.golden[rows].to(device, non_blocking=True).float().div_(255.0)
@@ -205,17 +213,18 @@ def train_one_epoch(
         target = data.labels[rows].to(device, non_blocking=True)
         golden, test = augment_pairs(golden, test, augmentation, generator)
         with autocast(device):
-            logits = model(golden, test)
+            logits = forward(golden, test)
         loss = criterion(logits.float(), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         lr = optimizer.param_groups[0]["lr"]
         optimizer.step()
         scheduler.step()
-        loss_sum += loss.item() * len(rows)
-        correct += int((logits.argmax(dim=1) == target).sum())
+        loss_sum += loss.detach() * len(rows)
+        correct += (logits.argmax(dim=1) == target).sum()
         seen += len(rows)
-    return {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1), "lr": lr, "pairs": seen}
+    return {"loss": loss_sum.item() / max(seen, 1), "accuracy": correct.item() / max(seen, 1), "lr": lr,
+            "pairs": seen}
 
 
 def recalibrate_batchnorm(
@@ -312,6 +321,7 @@ def train(
     if pretrained:
         load_pretrained_weights(model, pretrained)
     model = prepare_model(model, device)
+    forward = torch.compile(model) if options.compile else model
 
     criterion = nn.CrossEntropyLoss(weight=torch.tensor(settings.cls_weight, dtype=torch.float32, device=device))
     optimizer = make_optimizer(model, settings)
@@ -341,8 +351,10 @@ def train(
             augmentation=settings.augmentation,
             generator=augment_generator,
             device=device,
+            forward=forward,
         )
-        train_seconds += time.perf_counter() - epoch_started
+        epoch_train_seconds = time.perf_counter() - epoch_started
+        train_seconds += epoch_train_seconds
         train_pairs += trained["pairs"]
         step += steps_per_epoch
         recalibrate_batchnorm(model, train_data, batch_size=settings.batch_size, device=device)
@@ -354,6 +366,7 @@ def train(
             "accuracy": trained["accuracy"],
             "lr": trained["lr"],
             **validated,
+            "train_seconds": epoch_train_seconds,
             "seconds": time.perf_counter() - epoch_started,
         }
         history.append(metrics)
@@ -455,6 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: SLURM_CPUS_PER_TASK or all)")
     parser.add_argument("--base-width", type=int, default=TrainOptions.base_width)
     parser.add_argument("--light-stacking", choices=("spec", "channels"), default=TrainOptions.light_stacking)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the training forward pass")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
     return parser
 
@@ -476,6 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             threads=args.threads,
             base_width=args.base_width,
             light_stacking=args.light_stacking,
+            compile=args.compile,
             verbose=not args.quiet,
         )
         summary = train_from_spec(
