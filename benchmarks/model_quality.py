@@ -73,7 +73,7 @@ def main() -> None:
         values = [r[key] for r in results.values()]
         print(f"| {key} | {mean(values):.1f}% | {pstdev(values):.1f} | "
               + ", ".join(f"{s}: {r[key]:.1f}%" for s, r in results.items()) + " |")
-    print(f"training time per seed: " + ", ".join(f"{r['train_seconds']:.0f}s" for r in results.values()))
+    print("training time per seed: " + ", ".join(f"{r['train_seconds']:.0f}s" for r in results.values()))
     if args.out:
         args.out.write_text(json.dumps({"machine": machine(), "results": results}, indent=2))
 

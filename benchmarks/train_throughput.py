@@ -48,8 +48,8 @@ def main() -> None:
                      "median_epoch_seconds": median(e["seconds"] for e in epochs[1:] or epochs),
                      "train_pairs": summary["num_train_pairs"], "decode_seconds": summary["decode_seconds"]})
     print(f"machine: {machine()}")
-    print(f"| batch | image | train pairs/s | epoch s (median, incl. validation) | decode s |")
-    print(f"|---|---|---|---|---|")
+    print("| batch | image | train pairs/s | epoch s (median, incl. validation) | decode s |")
+    print("|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['batch_size']} | {r['image_size']} | {r['pairs_per_second']:.0f} | "
               f"{r['median_epoch_seconds']:.2f} | {r['decode_seconds']:.1f} |")

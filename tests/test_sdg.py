@@ -102,7 +102,7 @@ def test_budget_is_spread_proportionally_with_at_least_one_per_label(training, t
 def test_synthesis_is_deterministic_in_seed_and_iteration(training, tmp_path):
     first = run_synthesize(training, tmp_path / "a")
     second = run_synthesize(training, tmp_path / "b")
-    other = run_synthesize(training, tmp_path / "c", seed=4)
+    run_synthesize(training, tmp_path / "c", seed=4)
     assert first.equals(second)
     files = lambda root: {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob(f"*{EXT}"))}
     assert files(tmp_path / "a") == files(tmp_path / "b")
