@@ -29,8 +29,8 @@ from deft_ablation import snakemake  # noqa: E402
 from aoideft.demo.tiny import tiny_config  # noqa: E402
 from aoideft.demo.workspace import DemoConfig, generate_workspace  # noqa: E402
 
-SKIPPED_TOP = {".snakemake", "logs", "benchmarks", "images"}
-WALL_CLOCK = {"ts", "started_at", "checked_at", "duration_sec", "seconds", "train_seconds", "decode_seconds", "pairs_per_second",
+SKIPPED_TOP = {".snakemake", "logs", "benchmarks", "images", "cache"}
+WALL_CLOCK = {"ts", "started_at", "checked_at", "duration_sec", "seconds", "train_seconds", "decode_seconds", "decode_cache", "pairs_per_second",
               "checkpoint_sha256"}
 
 

@@ -16,7 +16,7 @@ import torch
 import yaml
 
 # Per-run bookkeeping, not artifacts: Snakemake's metadata, logs, timings, linked image roots.
-SKIPPED_TOP = {".snakemake", "logs", "benchmarks", "images"}
+SKIPPED_TOP = {".snakemake", "logs", "benchmarks", "images", "cache"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 LOCK_SUFFIX = ".lock"
 DIGITS = re.compile(r"\d+")

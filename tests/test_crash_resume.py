@@ -44,14 +44,14 @@ MOMENTS = [
     ("a Phase 3 trial mid-training", "final_automl/rec*/spec.yaml"),
 ]
 SECRET = "aoideft-crash-test-secret-0451"
-SKIPPED_TOP = {".snakemake", "logs", "benchmarks", "images"}
+SKIPPED_TOP = {".snakemake", "logs", "benchmarks", "images", "cache"}
 # Rewritten in place as the loop goes on (state, its log, the report), so their mtimes move.
 IN_PLACE = {"deft_state.json", "loop_log.jsonl", "DEFT_Loop_Report.html", "deft_state.json.lock"}
 # Wall-clock readings, and what differs by design: the crash run sets a credential (SET vs UNSET);
 # checkpoint files hold their epoch's seconds, so their SHA-256 differs while their tensors
 # (compared separately) are equal; a log entry's `seq` counts commits, so a stage committed again
 # after a kill takes the next number (tests/test_state.py), leaving a gap.
-VOLATILE_KEYS = {"ts", "started_at", "checked_at", "duration_sec", "seconds", "train_seconds", "decode_seconds",
+VOLATILE_KEYS = {"ts", "started_at", "checked_at", "duration_sec", "seconds", "train_seconds", "decode_seconds", "decode_cache",
                  "pairs_per_second", "credentials", "checkpoint_sha256", "seq"}
 
 

@@ -126,6 +126,17 @@ def test_combined_csvs_grow_and_phase3_warm_starts(tiny_run):
     assert "final_automl" in state.read_state(run / "deft_state.json")["iterations"]
 
 
+def test_each_image_file_is_decoded_once_per_run(tiny_run):
+    run, _ = tiny_run
+    assert [p for p in (run / "cache" / "decoded").rglob("*") if p.is_file()]
+    # Iteration 2 retrains on iteration 1's rows plus new ones: the old rows come from the cache.
+    retrain = read_json(run / "iter2/train/train_summary.json")["decode_cache"]
+    assert retrain["hits"] > retrain["misses"]
+    # Phase 3 trains on iteration 2's CSV and validation, which iteration 2 decoded: nothing is decoded again.
+    trials = [read_json(p)["decode_cache"] for p in sorted(run.glob("final_automl/rec*/train/train_summary.json"))]
+    assert len(trials) == 2 and all(t["misses"] == 0 and t["hits"] > 0 for t in trials)
+
+
 def test_second_run_has_nothing_to_do(tiny_run, tmp_path):
     run, config = tiny_run
     proc = run_snakemake(config, tmp_path / "config.yaml", extra=("-n",))

@@ -43,7 +43,8 @@ class TrainerBackend(Protocol):
 @dataclass(frozen=True)
 class EmbeddedBackend:
     """ChangeNet-lite in this process; ``options`` are ``trainer.TrainOptions`` fields (device, threads,
-    base_width, light_stacking, verbose); inference uses ``device``."""
+    base_width, light_stacking, compile, decode_cache, verbose); inference uses ``device`` and
+    ``decode_cache``."""
 
     options: dict[str, Any] = field(default_factory=dict)
     name: str = "embedded"
@@ -69,11 +70,13 @@ class EmbeddedBackend:
         )
 
     def infer(self, checkpoint: Path, csv_path: Path, images_dir: Path, out_csv: Path) -> Path:
-        inference.run_inference(checkpoint, csv_path, images_dir, out_csv, device=self.options.get("device"))
+        inference.run_inference(checkpoint, csv_path, images_dir, out_csv, device=self.options.get("device"),
+                                decode_cache=self.options.get("decode_cache"))
         return Path(out_csv)
 
     def embed(self, checkpoint: Path, csv_path: Path, images_dir: Path, out_npy: Path) -> Path:
-        inference.export_embeddings(checkpoint, csv_path, images_dir, out_npy, device=self.options.get("device"))
+        inference.export_embeddings(checkpoint, csv_path, images_dir, out_npy, device=self.options.get("device"),
+                                    decode_cache=self.options.get("decode_cache"))
         return Path(out_npy)
 
 

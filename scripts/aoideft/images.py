@@ -1,4 +1,5 @@
-"""Image decoding for a job (once, into memory) and TAO's layouts of the light images of a pair."""
+"""Image decoding for a job (once, into memory; through the run's decode cache when given) and TAO's
+layouts of the light images of a pair."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 
 from aoideft.csvdata import defect_labels, image_file
+from aoideft.decode_cache import DecodeCache, decode_image, read_image_bytes
 from aoideft.errors import InputError
 
 CONCAT_TYPES = ("linear", "grid", "channels")
@@ -29,32 +30,16 @@ class DecodedPairs:
     labels: torch.Tensor
 
 
-def _load(path: str, mode: str, where: str) -> Image.Image:
-    try:
-        with Image.open(path) as image:
-            return image.convert(mode)  # convert decodes the pixels, so errors surface here
-    except FileNotFoundError:
-        raise InputError(f"{where}: image file not found: {path}") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise InputError(f"{where}: cannot decode image {path} ({exc}); re-export it or drop the row") from None
-
-
-def _to_chw(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
-    if image.size != size:
-        image = image.resize(size, Image.Resampling.BILINEAR)
-    pixels = np.asarray(image)
-    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
-
-
 def decode_pairs(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lights: Sequence[str],
                  image_ext: str, size: tuple[int, int], channels: int = 3, num_threads: int = 2,
-                 source: str | None = None) -> DecodedPairs:
+                 source: str | None = None, cache: DecodeCache | None = None) -> DecodedPairs:
     """Decode every light image of every row of a pair frame (see csvdata) into memory.
 
     Each image is converted to RGB (``channels=3``) or L (``channels=1``) and resized bilinearly to
     ``size`` = (width, height) when it differs. Decoding runs in ``num_threads`` threads (PIL releases
     the GIL while decoding). An unreadable file, or test and golden of one row and light with
     different sizes, is an InputError naming ``source`` (the CSV), the 1-based row and the file.
+    With a ``cache``, images it holds are not decoded again and the others are added to it.
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
@@ -64,6 +49,7 @@ def decode_pairs(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lights: 
     mode = "RGB" if channels == 3 else "L"
     rows = list(zip(frame["input_path"], frame["golden_path"], frame["object_name"]))
     prefix = f"{source}: " if source else ""
+    load = cache.load if cache is not None else _decode_file
 
     def decode_row(index: int) -> None:
         test_dir, golden_dir, object_name = rows[index]
@@ -71,13 +57,12 @@ def decode_pairs(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lights: 
             where = f"{prefix}row {index + 1} ({light})"
             test_path = str(image_file(images_dir, test_dir, object_name, light, image_ext))
             golden_path = str(image_file(images_dir, golden_dir, object_name, light, image_ext))
-            test_image, golden_image = _load(test_path, mode, where), _load(golden_path, mode, where)
-            if test_image.size != golden_image.size:
-                raise InputError(f"{where}: test {test_path} is {test_image.size[0]}x{test_image.size[1]} "
-                                 f"but golden {golden_path} is {golden_image.size[0]}x{golden_image.size[1]}; "
+            test_size, test[index, slot] = load(test_path, mode, (width, height), where)
+            golden_size, golden[index, slot] = load(golden_path, mode, (width, height), where)
+            if test_size != golden_size:
+                raise InputError(f"{where}: test {test_path} is {test_size[0]}x{test_size[1]} "
+                                 f"but golden {golden_path} is {golden_size[0]}x{golden_size[1]}; "
                                  f"a pair must be captured at one size")
-            test[index, slot] = _to_chw(test_image, (width, height))
-            golden[index, slot] = _to_chw(golden_image, (width, height))
 
     chunks = [range(start, min(start + _DECODE_CHUNK, len(rows))) for start in range(0, len(rows), _DECODE_CHUNK)]
     with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
@@ -86,6 +71,10 @@ def decode_pairs(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lights: 
             pass
     return DecodedPairs(golden=torch.from_numpy(golden), test=torch.from_numpy(test),
                         labels=torch.from_numpy(defect_labels(frame)))
+
+
+def _decode_file(path: str, mode: str, size: tuple[int, int], where: str) -> tuple[tuple[int, int], np.ndarray]:
+    return decode_image(read_image_bytes(path, where), mode, size, where, path)
 
 
 def stack_lights(x: torch.Tensor, concat_type: str, grid: tuple[int, int] = (2, 2)) -> torch.Tensor:

@@ -27,6 +27,7 @@ import torch
 
 from aoideft import csvdata, fsutil, images
 from aoideft.checkpoint import build_model_from_checkpoint
+from aoideft.decode_cache import DecodeCache
 from aoideft.errors import InputError
 from aoideft.model import ChangeNetLite, ModelArch, defect_scores
 
@@ -66,9 +67,11 @@ def prepare_model(model: ChangeNetLite, device: torch.device) -> ChangeNetLite:
 
 
 def decode_for_arch(
-    arch: ModelArch, csv_path: str | Path, images_dir: str | Path, *, threads: int | None = None
+    arch: ModelArch, csv_path: str | Path, images_dir: str | Path, *, threads: int | None = None,
+    cache: DecodeCache | None = None,
 ) -> tuple[pd.DataFrame, images.DecodedPairs]:
-    """Validate a pairs CSV and decode all its images, in the arch's lights and size, into memory.
+    """Validate a pairs CSV and decode all its images, in the arch's lights and size, into memory
+    (through ``cache`` when given: see decode_cache.py).
 
     Returns the CSV's rows (every column, as text) and uint8 [N, L, C, H, W] golden/test tensors.
     """
@@ -85,6 +88,7 @@ def decode_for_arch(
         channels=arch.channels,
         num_threads=threads or torch.get_num_threads(),
         source=str(csv_path),
+        cache=cache,
     )
     return frame, decoded
 
@@ -114,12 +118,13 @@ def predict(
 
 def _model_outputs(
     checkpoint: str | Path, csv_path: str | Path, images_dir: str | Path, *, output: str, batch_size: int,
-    device: str | None,
+    device: str | None, decode_cache: str | Path | None,
 ) -> tuple[pd.DataFrame, torch.Tensor]:
     """(CSV rows, model outputs per row): the checkpoint's model over every pair of ``csv_path``."""
     resolved = resolve_device(device)
     model = prepare_model(build_model_from_checkpoint(checkpoint), resolved)
-    rows, decoded = decode_for_arch(model.arch, csv_path, images_dir)
+    cache = DecodeCache(Path(decode_cache)) if decode_cache else None
+    rows, decoded = decode_for_arch(model.arch, csv_path, images_dir, cache=cache)
     return rows, predict(model, decoded.golden, decoded.test, batch_size=batch_size, device=resolved, output=output)
 
 
@@ -131,10 +136,11 @@ def run_inference(
     *,
     batch_size: int = 64,
     device: str | None = None,
+    decode_cache: str | Path | None = None,
 ) -> pd.DataFrame:
     """Score every row of ``csv_path``; writes ``out_csv`` (input columns + siamese_score) atomically."""
     rows, logits = _model_outputs(checkpoint, csv_path, images_dir, output="logits", batch_size=batch_size,
-                                  device=device)
+                                  device=device, decode_cache=decode_cache)
     rows = rows.copy()
     rows[SCORE_COLUMN] = defect_scores(logits).numpy()
     fsutil.write_csv(out_csv, rows)
@@ -149,10 +155,11 @@ def export_embeddings(
     *,
     batch_size: int = 64,
     device: str | None = None,
+    decode_cache: str | Path | None = None,
 ) -> np.ndarray:
     """Write float32 [N, D] embeddings to ``out_npy`` and the row keys to ``embedding_keys_path(out_npy)``."""
     rows, embeddings = _model_outputs(checkpoint, csv_path, images_dir, output="embedding", batch_size=batch_size,
-                                      device=device)
+                                      device=device, decode_cache=decode_cache)
     vectors = embeddings.numpy().astype(np.float32)
     with fsutil.atomic_path(out_npy) as tmp, open(tmp, "wb") as handle:
         np.save(handle, vectors)

@@ -43,6 +43,7 @@ from torch import nn
 from aoideft import fsutil, kpi, spec as spec_module
 from aoideft.augment import augment_pairs
 from aoideft.checkpoint import checkpoint_name, load_pretrained_weights, save_checkpoint
+from aoideft.decode_cache import DecodeCache
 from aoideft.errors import InputError
 from aoideft.inference import autocast, decode_for_arch, predict, prepare_model, resolve_device
 from aoideft.model import ChangeNetLite, ModelArch, defect_scores
@@ -61,6 +62,7 @@ class TrainOptions:
     base_width: int = 16  # backbone widths w/2w/4w/8w
     light_stacking: str = "spec"  # spec (TAO concat_type) | channels
     compile: bool = False  # torch.compile the training forward (benchmarks/README.md: when it pays)
+    decode_cache: str | None = None  # folder of the run's decode cache (decode_cache.py); None: no cache
     verbose: bool = True  # one progress line per epoch on stdout
 
     @classmethod
@@ -118,14 +120,15 @@ def arch_from_settings(settings: TrainSettings, options: TrainOptions) -> ModelA
 
 
 def load_pairs(
-    csv_path: str | None, images_dir: str | None, arch: ModelArch, threads: int, split: str
+    csv_path: str | None, images_dir: str | None, arch: ModelArch, threads: int, split: str,
+    cache: DecodeCache | None = None,
 ) -> PairTensors:
     """Decode the ``split`` ('train' or 'validation') CSV into memory; both classes must be present."""
     if not csv_path or not images_dir:
         raise InputError(
             f"spec keys dataset.classify.{split}_dataset.csv_path and .images_dir must both be set to train."
         )
-    _, decoded = decode_for_arch(arch, csv_path, images_dir, threads=threads)
+    _, decoded = decode_for_arch(arch, csv_path, images_dir, threads=threads, cache=cache)
     labels = decoded.labels
     num_defects = int(labels.sum())
     if num_defects == 0 or num_defects == len(labels):
@@ -312,8 +315,9 @@ def train(
 
     arch = arch_from_settings(settings, options)
     decode_started = time.perf_counter()
-    train_data = load_pairs(settings.train_csv, settings.train_images_dir, arch, threads, "train").to(device)
-    val_data = load_pairs(settings.val_csv, settings.val_images_dir, arch, threads, "validation").to(device)
+    cache = DecodeCache(Path(options.decode_cache)) if options.decode_cache else None
+    train_data = load_pairs(settings.train_csv, settings.train_images_dir, arch, threads, "train", cache).to(device)
+    val_data = load_pairs(settings.val_csv, settings.val_images_dir, arch, threads, "validation", cache).to(device)
     decode_seconds = time.perf_counter() - decode_started
 
     model = ChangeNetLite(arch)
@@ -393,6 +397,7 @@ def train(
         "num_train_pairs": len(train_data),
         "num_val_pairs": len(val_data),
         "decode_seconds": decode_seconds,
+        "decode_cache": {"hits": cache.hits, "misses": cache.misses} if cache else None,
         "seconds": time.perf_counter() - started,
         "pairs_per_second": train_pairs / train_seconds if train_seconds > 0 else None,
         "spec_notes": list(spec_notes),
@@ -469,6 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--base-width", type=int, default=TrainOptions.base_width)
     parser.add_argument("--light-stacking", choices=("spec", "channels"), default=TrainOptions.light_stacking)
     parser.add_argument("--compile", action="store_true", help="torch.compile the training forward pass")
+    parser.add_argument("--decode-cache", default=None, help="decode-cache folder shared by jobs (decode_cache.py)")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
     return parser
 
@@ -491,6 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             base_width=args.base_width,
             light_stacking=args.light_stacking,
             compile=args.compile,
+            decode_cache=args.decode_cache,
             verbose=not args.quiet,
         )
         summary = train_from_spec(

@@ -91,4 +91,7 @@ def model_backend(settings: RunSettings):
 
     options = dict(settings.config["embedded"])
     options["threads"] = torch.get_num_threads()
+    if settings.config["decode_cache"]:
+        # One cache per run: trials, inference and embedding jobs decode each image file once.
+        options["decode_cache"] = str(settings.run_dir / "cache" / "decoded")
     return get_backend(settings.config["backend"], **options)
