@@ -24,6 +24,8 @@ rule automl_suggest:
         proposals="{phase}/round{r}/proposals.json",
     log:
         "logs/{phase}/suggest_round{r}.log",
+    benchmark:
+        "benchmarks/{phase}/suggest_round{r}.tsv"
     script:
         "../scripts/automl_suggest.py"
 
@@ -62,5 +64,7 @@ rule automl_select:
         spec="{phase}/best_spec.yaml",
     log:
         "logs/{phase}/select.log",
+    benchmark:
+        "benchmarks/{phase}/select.tsv"
     script:
         "../scripts/automl_select.py"

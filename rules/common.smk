@@ -118,3 +118,8 @@ def deft_summary():
 
 def log_path(name):
     return f"logs/{name}.log"
+
+
+def bench_path(name):
+    """Snakemake's timing of a job (benchmarks/orchestration.py adds them up)."""
+    return f"benchmarks/{name}.tsv"

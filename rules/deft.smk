@@ -37,6 +37,8 @@ rule deft_evaluate:
         best="{it}/evaluate/best.json",
     log:
         "logs/{it}/evaluate.log",
+    benchmark:
+        "benchmarks/{it}/evaluate.tsv"
     script:
         "../scripts/deft_evaluate.py"
 
@@ -69,6 +71,8 @@ rule deft_rca:
         metrics="{loopit}/rca/metrics.json",
     log:
         "logs/{loopit}/rca.log",
+    benchmark:
+        "benchmarks/{loopit}/rca.tsv"
     script:
         "../scripts/deft_rca.py"
 
@@ -94,6 +98,8 @@ checkpoint deft_decide:
         decision="{loopit}/decision.json",
     log:
         "logs/{loopit}/decision.log",
+    benchmark:
+        "benchmarks/{loopit}/decision.tsv"
     script:
         "../scripts/deft_decide.py"
 
@@ -117,6 +123,8 @@ rule deft_route:
         summary="iter{n}/routing/routing_summary.json",
     log:
         "logs/iter{n}/routing.log",
+    benchmark:
+        "benchmarks/iter{n}/routing.tsv"
     script:
         "../scripts/deft_route.py"
 
@@ -150,6 +158,8 @@ rule deft_mine:
         history="iter{n}/mining/mining_history.json",
     log:
         "logs/iter{n}/mining.log",
+    benchmark:
+        "benchmarks/iter{n}/mining.tsv"
     script:
         "../scripts/deft_mine.py"
 
@@ -164,6 +174,8 @@ rule deft_assemble:
         provenance="iter{n}/dataset/train_combined_iter{n}_provenance.csv",
     log:
         "logs/iter{n}/assemble.log",
+    benchmark:
+        "benchmarks/iter{n}/assemble.tsv"
     script:
         "../scripts/deft_assemble.py"
 
@@ -177,6 +189,8 @@ checkpoint deft_validate:
         gate="iter{n}/dataset/gate.json",
     log:
         "logs/iter{n}/validate.log",
+    benchmark:
+        "benchmarks/iter{n}/validate.tsv"
     script:
         "../scripts/deft_validate.py"
 

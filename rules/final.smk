@@ -10,6 +10,8 @@ checkpoint deft_finish:
         summary="deft/summary.json",
     log:
         log_path("deft_finish"),
+    benchmark:
+        bench_path("deft_finish")
     script:
         "../scripts/deft_finish.py"
 
@@ -29,6 +31,8 @@ rule pick_best:
         inference_spec="best_model_inference_spec.yaml",
     log:
         log_path("pick_best"),
+    benchmark:
+        bench_path("pick_best")
     script:
         "../scripts/pick_best.py"
 
@@ -41,5 +45,7 @@ rule deft_report:
         html=report("DEFT_Loop_Report.html", category="Report"),
     log:
         log_path("report"),
+    benchmark:
+        bench_path("report")
     script:
         "../scripts/render_report.py"

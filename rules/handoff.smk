@@ -13,5 +13,7 @@ rule preseed_deft:
         log="loop_log.jsonl",
     log:
         log_path("preseed_deft"),
+    benchmark:
+        bench_path("preseed_deft")
     script:
         "../scripts/preseed_deft.py"

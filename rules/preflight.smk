@@ -8,6 +8,8 @@ rule workspace_ready:
         record="inputs/workspace.json",
     log:
         log_path("workspace_ready"),
+    benchmark:
+        bench_path("workspace_ready")
     threads: CPU_THREADS
     resources:
         **cpu_resources(),
@@ -23,5 +25,7 @@ rule preflight:
         checks="preflight/checks.json",
     log:
         log_path("preflight"),
+    benchmark:
+        bench_path("preflight")
     script:
         "../scripts/preflight.py"
