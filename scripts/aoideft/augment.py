@@ -4,7 +4,9 @@ Works on float tensors in [0, 1] shaped [B, L, C, H, W] (one image per light, be
 stacked), on whatever device they live. Each pair draws its random parameters once and they are applied
 identically to its golden and test images and to all its lights: a flip or a colour shift must not
 itself look like a change between golden and test. Random numbers come from a CPU ``torch.Generator``,
-so a seed gives the same augmentation on CPU and GPU. Normalisation (rgb mean/std) is the model's job.
+so a seed gives the same augmentation on CPU and GPU; the per-pair choices reach the GPU as small
+non-blocking copies and select with ``torch.where``, so the CPU never waits for the GPU here.
+Normalisation (rgb mean/std) is the model's job.
 
 Order: scale-random-crop, horizontal/vertical flip, rotation by a multiple of 90 degrees, colour
 jitter (brightness, contrast, saturation, hue; one ``color_probability`` draw decides all four).
@@ -58,7 +60,7 @@ def random_scale_crop(pairs: torch.Tensor, scale_range: Sequence[float], generat
     theta[:, 0, 2] = (2 * _rand(generator, batch) - 1) * slack
     theta[:, 1, 2] = (2 * _rand(generator, batch) - 1) * slack
     flat = pairs.reshape(batch, -1, height, width)
-    grid = F.affine_grid(theta.to(flat), list(flat.shape), align_corners=False)
+    grid = F.affine_grid(theta.to(flat.device, flat.dtype, non_blocking=True), list(flat.shape), align_corners=False)
     out = F.grid_sample(flat, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return out.reshape(pairs.shape)
 
@@ -112,7 +114,7 @@ def random_color(pairs: torch.Tensor, settings: AugmentationSettings, generator:
     x = ((x - mean) * factors[1].view(shape) + mean).clamp(0, 1)
     gray = _gray(x)
     x = ((x - gray) * factors[2].view(shape) + gray).clamp(0, 1)
-    x = torch.einsum("nij,nsljhw->nslihw", _hue_matrices(hue).to(x), x).clamp(0, 1)
+    x = torch.einsum("nij,nsljhw->nslihw", _hue_matrices(hue).to(x.device, x.dtype, non_blocking=True), x).clamp(0, 1)
     return _select(selected, x, pairs)
 
 
@@ -129,7 +131,7 @@ def _hue_matrices(shift: torch.Tensor) -> torch.Tensor:
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
-    weights = torch.tensor(_GRAY).to(x).view(3, 1, 1)
+    weights = torch.tensor(_GRAY, dtype=x.dtype).to(x.device, non_blocking=True).view(3, 1, 1)
     return (x * weights).sum(dim=-3, keepdim=True)
 
 

@@ -202,15 +202,16 @@ def train_one_epoch(
     forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """One pass over ``indices``; ``forward`` is the model's compiled forward when there is one."""
-    forward = forward or model
+    forward = model if forward is None else forward  # a compiled module refuses bool()
     model.train()
     # Sums stay on the device: reading one back per batch (loss.item()) would make the CPU wait for
     # the GPU every step instead of queueing the next batch; one read at the end of the epoch.
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     seen, lr = 0, optimizer.param_groups[0]["lr"]
+    indices = indices.to(data.labels.device)  # one copy per epoch; a copy per batch would wait for the GPU
     for start, end in batch_bounds(len(indices), batch_size):
-        rows = indices[start:end].to(data.labels.device)
+        rows = indices[start:end]
         golden = data.golden[rows].to(device, non_blocking=True).float().div_(255.0)
         test = data.test[rows].to(device, non_blocking=True).float().div_(255.0)
         target = data.labels[rows].to(device, non_blocking=True)
