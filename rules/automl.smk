@@ -41,6 +41,8 @@ rule automl_train:
     threads: GPU_THREADS
     resources:
         **gpu_resources(),
+    container:
+        model_container()
     script:
         "../scripts/automl_train.py"
 

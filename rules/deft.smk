@@ -26,6 +26,8 @@ rule deft_infer:
     threads: GPU_THREADS
     resources:
         **gpu_resources(),
+    container:
+        model_container()
     script:
         "../scripts/deft_infer.py"
 
@@ -56,6 +58,8 @@ rule deft_embed:
     threads: GPU_THREADS
     resources:
         **gpu_resources(),
+    container:
+        model_container()
     script:
         "../scripts/deft_embed.py"
 
@@ -136,6 +140,8 @@ rule deft_sdg:
     threads: GPU_THREADS
     resources:
         **gpu_resources(),
+    container:
+        model_container()
     script:
         "../scripts/deft_sdg.py"
 
@@ -197,5 +203,7 @@ rule deft_train:
     threads: GPU_THREADS
     resources:
         **gpu_resources(),
+    container:
+        model_container()
     script:
         "../scripts/deft_train.py"

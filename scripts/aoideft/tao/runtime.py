@@ -46,6 +46,7 @@ class TaoSetup:
     docker_args: tuple[str, ...]
     run_dir: Path
     read_only_roots: tuple[Path, ...]
+    repo_root: Path | None = None
 
     def mounts(self) -> list[Mount]:
         roots = [*self.read_only_roots, *([self.pretrained_backbone.parent] if self.pretrained_backbone else [])]
@@ -142,8 +143,13 @@ def launch_command(setup: TaoSetup, action: str, spec_file: Path, workdir: Path)
 
 
 def bind_args(setup: TaoSetup) -> str:
-    """``--apptainer-args`` a run needs: the GPU and every mount."""
-    return " ".join(["--nv", *(f"--bind {m.bind_arg()}" for m in setup.mounts())])
+    """``--apptainer-args`` a run needs: the GPU, every mount and this repository, read-only (the rule
+    scripts Snakemake runs inside the image import this checkout's ``aoideft`` from ``scripts/``)."""
+    mounts = setup.mounts()
+    if setup.repo_root is not None and not any(m.path == setup.repo_root or m.path in setup.repo_root.parents
+                                               for m in mounts):
+        mounts.append(Mount(setup.repo_root.resolve(), True))
+    return " ".join(["--nv", *(f"--bind {m.bind_arg()}" for m in mounts)])
 
 
 def run_command(command: Sequence[str], cwd: Path) -> int:

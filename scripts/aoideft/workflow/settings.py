@@ -111,6 +111,7 @@ def tao_setup(settings: RunSettings):
         docker_args=tuple(tao["docker_args"]),
         run_dir=settings.run_dir,
         read_only_roots=(settings.workspace, settings.images_dir, settings.pool_images_dir, settings.synthetic_dir),
+        repo_root=settings.repo_root,
     )
 
 
