@@ -187,12 +187,12 @@ def test_tao_inference_csv_becomes_the_embedded_backends_file(tmp_path):
                          "object_name": ["007", "8"], "number_of_pins": ["", "NA"]})
     tao_csv = tmp_path / "inference.csv"
     tao = rows.copy()
-    tao["object_name"] = ["7", "8"]  # TAO's pandas read the names as numbers
+    tao["object_name"] = ["8", "7"]
     tao["siamese_score"] = [0.1, 0.9]
     tao.to_csv(tao_csv, index=False)
-    with pytest.raises(outputs.TaoRunError, match="row 1: object_name '7'"):
+    with pytest.raises(outputs.TaoRunError, match="row 1: object_name '8' does not match the input CSV's '007'"):
         outputs.attach_scores(rows, tao_csv, tmp_path / "out.csv")
-    tao["object_name"] = rows["object_name"]
+    tao["object_name"] = [7, 8]  # TAO's pandas read the names as numbers: the same rows
     tao.to_csv(tao_csv, index=False)
     out = outputs.attach_scores(rows, tao_csv, tmp_path / "out.csv")
     written = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
@@ -302,18 +302,39 @@ def test_batch_size_rule():
     assert specs.max_batch_size("vit_base_dinov3", 224, 224, 48) is None
 
 
-def test_preflight_names_each_missing_piece(pairs, tmp_path):
+def test_image_presence_per_runtime(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    (tmp_path / "bin").mkdir()
+    assert runtime.image_status(setup_for(tmp_path)) == (
+        False, "nvcr.io/nvidia/tao/tao-toolkit:6.0.0-pyt: MISSING (docker is not installed on this host)")
+    docker = tmp_path / "bin" / "docker"
+    docker.write_text('#!/bin/sh\n[ "$3" = "nvcr.io/here:1" ] && exit 0\nexit 1\n')
+    docker.chmod(0o755)
+    assert runtime.image_status(setup_for(tmp_path, image="nvcr.io/here:1"))[0]
+    present, line = runtime.image_status(setup_for(tmp_path))
+    assert not present and "MISSING (docker pull nvcr.io/nvidia/tao/tao-toolkit:6.0.0-pyt; nvcr.io needs" in line
+    apptainer = tmp_path / "bin" / "apptainer"
+    apptainer.write_text("#!/bin/sh\nexit 0\n")
+    apptainer.chmod(0o755)
+    uri = "docker://nvcr.io/nvidia/tao/tao-toolkit:6.0.0-pyt"
+    assert not runtime.image_status(setup_for(tmp_path, "apptainer", image=uri))[0]
+    cached = runtime.snakemake_image_cache(tmp_path / "run", uri)  # where Snakemake's own pull puts it
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"sif")
+    assert runtime.image_status(setup_for(tmp_path, "apptainer", image=uri))[0]
+
+
+def test_preflight_names_each_missing_piece(pairs, tmp_path, monkeypatch):
     spec = make_spec(pairs)
     pinned = {"model.backbone.type": RADIO, "dataset.classify.image_width": 224, "dataset.classify.image_height": 224,
               "dataset.classify.batch_size": 16}
-    ready = preflight.check(setup_for(tmp_path, embedding_checkpoint=pairs["embedder"], gpu_memory_gb=48.0,
-                                      docker_args=()), spec=spec, pinned=pinned, batch_search_max=None,
-                            apptainer_enabled=None)
+    monkeypatch.setattr(runtime, "image_status", lambda setup: (True, f"{setup.image}: PRESENT"))
+    ready = preflight.check(setup_for(tmp_path, embedding_checkpoint=pairs["embedder"], gpu_memory_gb=48.0),
+                            spec=spec, pinned=pinned, batch_search_max=None, apptainer_enabled=None)
+    assert ready.problems == []
     assert any(line.startswith("batch size 16 <= 16 for c_radio") for line in ready.lines)
     assert any(line.startswith("NGC_API_KEY: ") for line in ready.lines)
-    problems = "; ".join(ready.problems)
-    if not problems.startswith("image "):  # docker here with that image: nothing else may be missing
-        assert ready.problems == []
+    monkeypatch.undo()
     small = preflight.check(setup_for(tmp_path, "apptainer", image="/nowhere/tao.sif", pretrained_backbone=None,
                                       embedding_checkpoint=tmp_path / "none.pth", gpu_memory_gb=24.0),
                             spec=spec, pinned=pinned, batch_search_max=32, apptainer_enabled=False)

@@ -125,7 +125,10 @@ def attach_scores(rows: pd.DataFrame, tao_csv: Path, out_csv: Path) -> pd.DataFr
         raise TaoRunError(f"{tao_csv} has {len(scored)} rows but its input CSV has {len(rows)}")
     for column in ROW_KEYS:
         if column in scored.columns:
-            differs = np.flatnonzero(scored[column].str.strip().to_numpy() != rows[column].str.strip().to_numpy())
+            theirs, ours = scored[column].str.strip(), rows[column].str.strip()
+            # TAO reads the CSV with pandas' type guessing: "007" comes back as "7", the same row.
+            as_numbers = pd.to_numeric(theirs, errors="coerce") == pd.to_numeric(ours, errors="coerce")
+            differs = np.flatnonzero(~((theirs == ours) | as_numbers).to_numpy())
             if len(differs):
                 row = int(differs[0])
                 raise TaoRunError(f"{tao_csv} row {row + 1}: {column} {scored[column].iloc[row]!r} does not match "

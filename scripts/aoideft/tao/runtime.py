@@ -48,8 +48,10 @@ class TaoSetup:
     read_only_roots: tuple[Path, ...]
     repo_root: Path | None = None
 
-    def mounts(self) -> list[Mount]:
-        roots = [*self.read_only_roots, *([self.pretrained_backbone.parent] if self.pretrained_backbone else [])]
+    def mounts(self, *extra_read_only: Path | None) -> list[Mount]:
+        """What a TAO job reads and writes: the run directory, the input roots, the backbone's folder."""
+        roots = [*self.read_only_roots, *([self.pretrained_backbone.parent] if self.pretrained_backbone else []),
+                 *(path for path in extra_read_only if path is not None)]
         # An absent root (no synthetic pairs) has nothing to read; docker would create it as root.
         return job_mounts(self.run_dir, [root for root in roots if root.exists()])
 
@@ -143,13 +145,11 @@ def launch_command(setup: TaoSetup, action: str, spec_file: Path, workdir: Path)
 
 
 def bind_args(setup: TaoSetup) -> str:
-    """``--apptainer-args`` a run needs: the GPU, every mount and this repository, read-only (the rule
-    scripts Snakemake runs inside the image import this checkout's ``aoideft`` from ``scripts/``)."""
-    mounts = setup.mounts()
-    if setup.repo_root is not None and not any(m.path == setup.repo_root or m.path in setup.repo_root.parents
-                                               for m in mounts):
-        mounts.append(Mount(setup.repo_root.resolve(), True))
-    return " ".join(["--nv", *(f"--bind {m.bind_arg()}" for m in mounts)])
+    """``--apptainer-args`` a run needs: the GPU, every mount, and read-only this repository (the rule
+    scripts Snakemake runs inside the image import this checkout's ``aoideft`` from ``scripts/``) and
+    the embedding checkpoint's folder (the embed rule runs inside the image too)."""
+    embedder = setup.embedding_checkpoint.parent if setup.embedding_checkpoint else None
+    return " ".join(["--nv", *(f"--bind {m.bind_arg()}" for m in setup.mounts(setup.repo_root, embedder))])
 
 
 def run_command(command: Sequence[str], cwd: Path) -> int:
