@@ -43,6 +43,8 @@ rule automl_train:
     threads: GPU_THREADS
     resources:
         **gpu_resources(),
+    container:
+        model_container()
     script:
         "../scripts/automl_train.py"
 

@@ -33,7 +33,10 @@ def profile_resources():
 if workflow.is_main_process:
     from aoideft.workflow import preflight as _preflight, resume as _resume
 
-    _preflight.parse_time_gate(RUN, profile_resources())
+    from snakemake_interface_executor_plugins.settings import DeploymentMethod
+
+    _preflight.parse_time_gate(RUN, profile_resources(), apptainer_enabled=DeploymentMethod.APPTAINER
+                               in workflow.deployment_settings.deployment_method)
     # What --rerun-incomplete means, done here because Snakemake misses jobs behind checkpoints.
     if not workflow.output_settings.dryrun:
         for _path in _resume.clear_incomplete_outputs(RUN.run_dir):
@@ -52,6 +55,14 @@ wildcard_constraints:
     loopit=r"baseline|iter[1-9]\d*",
 
 
+
+
+def model_container():
+    """The image model rules run in under --sdm apptainer: TAO's for backend tao with runtime
+    apptainer, else the global `container` (None: none)."""
+    if config["backend"] == "tao" and config["tao"]["runtime"] == "apptainer":
+        return _settings.tao_setup(RUN).image
+    return config["container"]
 
 
 def gpu_resources():

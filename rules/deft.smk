@@ -26,6 +26,8 @@ rule deft_infer:
     threads: GPU_THREADS
     resources:
         **gpu_resources(),
+    container:
+        model_container()
     script:
         "../scripts/deft_infer.py"
 
@@ -58,6 +60,8 @@ rule deft_embed:
     threads: GPU_THREADS
     resources:
         **gpu_resources(),
+    container:
+        model_container()
     script:
         "../scripts/deft_embed.py"
 
@@ -144,6 +148,8 @@ rule deft_sdg:
     threads: GPU_THREADS
     resources:
         **gpu_resources(),
+    container:
+        model_container()
     script:
         "../scripts/deft_sdg.py"
 
@@ -211,5 +217,7 @@ rule deft_train:
     threads: GPU_THREADS
     resources:
         **gpu_resources(),
+    container:
+        model_container()
     script:
         "../scripts/deft_train.py"

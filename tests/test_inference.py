@@ -113,7 +113,7 @@ def test_embedded_backend_trains_infers_and_embeds(workspace, tmp_path):
 
 
 def test_backend_choice_and_options_are_checked():
-    with pytest.raises(InputError, match="'tao' .*not implemented yet"):
+    with pytest.raises(InputError, match="'tao' needs setup= and architecture_spec="):
         get_backend("tao")
     with pytest.raises(InputError, match="unknown trainer backend"):
         get_backend("keras")

@@ -24,9 +24,23 @@ REQUIRED_KEYS = ("format", "arch", "state_dict", "epoch", "step", "metrics")
 _UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
 
 
+# TAO's checkpoint names, which ours follow (TAO pads to at least 3 and 5 digits).
+CHECKPOINT_NAME = re.compile(r"^model_epoch_(\d+)_step_(\d+)\.pth$")
+
+
 def checkpoint_name(epoch: int, step: int) -> str:
     """``model_epoch_<EEE>_step_<SSS>.pth`` with the 0-based epoch and the global step."""
     return f"model_epoch_{epoch:03d}_step_{step:05d}.pth"
+
+
+def epoch_and_step(path: str | Path) -> tuple[int, int]:
+    """A checkpoint's (epoch, step): from its name when it has TAO's form (any backend's epoch
+    checkpoints), else from the embedded checkpoint's payload (best_val.pth, latest.pth)."""
+    match = CHECKPOINT_NAME.match(Path(path).name)
+    if match:
+        return int(match.group(1)), int(match.group(2))
+    payload = load_checkpoint(path)
+    return int(payload["epoch"]), int(payload["step"])
 
 
 def save_checkpoint(path: str | Path, model: ChangeNetLite, *, epoch: int, step: int, metrics: dict[str, Any]) -> None:

@@ -194,12 +194,15 @@ UNHONOURED_KEYS: tuple[Unhonoured, ...] = (
 # --------------------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def schema_properties() -> dict[str, dict]:
-    """Dotted key -> TAO schema property, the union over the train/evaluate/inference schemas."""
+@lru_cache(maxsize=len(SCHEMA_ACTIONS) + 1)
+def schema_properties(action: str | None = None) -> dict[str, dict]:
+    """Dotted key -> TAO schema property: of one action's schema, or (None) the union over the
+    train/evaluate/inference schemas, which is what a workspace spec holds."""
+    if action is not None and action not in SCHEMA_ACTIONS:
+        raise ValueError(f"no TAO schema for action {action!r}")
     known: dict[str, dict] = {}
-    for action in SCHEMA_ACTIONS:
-        schema = json.loads((SCHEMA_DIR / f"{action}.schema.json").read_text(encoding="utf-8"))
+    for name in SCHEMA_ACTIONS if action is None else (action,):
+        schema = json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text(encoding="utf-8"))
         _collect_properties(schema["properties"], "", known)
     return known
 
@@ -436,14 +439,15 @@ def _walk_present(spec: Mapping, prefix: str = "") -> Iterator[tuple[str, Any]]:
 # --------------------------------------------------------------------------------------------------
 
 
-def validate_spec(spec: dict, source: str) -> list[str]:
+def validate_spec(spec: dict, source: str, *, action: str | None = None) -> list[str]:
     """Check every key and value of a (loaded) spec against TAO's schemas.
 
     Raises InputError for an unknown key (with the nearest valid key), a wrong type, a value outside
     the schema's enum or min/max. Returns the notes (each once, in ``UNHONOURED_KEYS`` order) for
-    valid TAO keys the embedded model cannot honour.
+    valid TAO keys the embedded model cannot honour. With ``action`` the spec is checked against that
+    action's schema alone (a spec written for one TAO job), where other actions' sections are unknown.
     """
-    _check_mapping(spec, "", source)
+    _check_mapping(spec, "", source, schema_properties(action), lenient_sections=action is None)
     present = dict(_walk_present(spec))
     notes: list[str] = []
     for row in UNHONOURED_KEYS:
@@ -459,11 +463,11 @@ def validate_spec(spec: dict, source: str) -> list[str]:
     return notes
 
 
-def _check_mapping(mapping: Mapping, prefix: str, source: str) -> None:
-    known = schema_properties()
+def _check_mapping(mapping: Mapping, prefix: str, source: str, known: dict[str, dict],
+                   lenient_sections: bool) -> None:
     for name, value in mapping.items():
         key = f"{prefix}{name}"
-        if not prefix and name in OTHER_ACTION_SECTIONS:
+        if lenient_sections and not prefix and name in OTHER_ACTION_SECTIONS:
             continue
         prop = known.get(key)
         if prop is None:
@@ -472,7 +476,7 @@ def _check_mapping(mapping: Mapping, prefix: str, source: str) -> None:
             if value is not None and not isinstance(value, Mapping):
                 raise InputError(f"{source}: spec key '{key}' must be a section (a mapping of keys), "
                                  f"got {value!r}")
-            _check_mapping(value or {}, key + ".", source)
+            _check_mapping(value or {}, key + ".", source, known, lenient_sections)
         else:
             _check_value(key, prop, value, source)
 

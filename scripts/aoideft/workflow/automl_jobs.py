@@ -44,9 +44,9 @@ def pinned_params(settings: RunSettings, phase: str) -> dict[str, Any]:
 
 def search_space(settings: RunSettings, phase: str) -> list[automl.SearchParam]:
     schema = automl.load_train_schema()
-    entries = settings.automl["search_space"] or automl.default_search_space(
-        schema, ignored=frozenset(tao_spec.EMBEDDED_IGNORED_KEYS)
-    )
+    # TAO honours every key; only the embedded model leaves some without effect.
+    ignored = tao_spec.EMBEDDED_IGNORED_KEYS if settings.config["backend"] == "embedded" else frozenset()
+    entries = settings.automl["search_space"] or automl.default_search_space(schema, ignored=frozenset(ignored))
     pinned = pinned_params(settings, phase)
     entries = [e for e in entries if e["parameter"] not in pinned]
     return automl.parse_search_space(entries, schema, pinned)

@@ -29,8 +29,7 @@ def preseed(settings: RunSettings, outputs: dict[str, Path]) -> None:
     train_dir = outputs["handoff"].parent
     names = {}
     for kind, source in rec_ckpts.items():
-        payload = ckpt_io.load_checkpoint(source)
-        name = ckpt_io.checkpoint_name(int(payload["epoch"]), int(payload["step"]))
+        name = ckpt_io.checkpoint_name(*ckpt_io.epoch_and_step(source))
         if kind == "latest" and name in names.values():
             name = name.replace(".pth", "_latest.pth")
         with fsutil.atomic_path(train_dir / name) as tmp:

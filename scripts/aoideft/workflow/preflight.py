@@ -20,8 +20,9 @@ from typing import Any
 
 from .. import fsutil
 from ..errors import InputError
+from ..tao import preflight as tao_preflight
 from . import automl_jobs, inputs
-from .settings import RunSettings
+from .settings import RunSettings, tao_setup
 
 CREDENTIALS = ("NGC_API_KEY", "HF_TOKEN", "WANDB_API_KEY")
 # An unedited profile value such as "<PARTITION>" (profiles/slurm/config.yaml).
@@ -88,25 +89,42 @@ def check_run_dir(run_dir: Path) -> None:
                          "directory you can write, or fix its permissions") from None
 
 
-def check_inputs(settings: RunSettings, profile_resources: dict[str, dict[str, Any]] | None = None,
-                 ) -> inputs.WorkspaceReport | None:
+def check_inputs(settings: RunSettings, profile_resources: dict[str, dict[str, Any]] | None = None, *,
+                 apptainer_enabled: bool | None = None) -> inputs.WorkspaceReport | None:
     """Everything the pre-flight refuses, one InputError naming the file, row or key: the profile,
-    the AutoML search space (Phase 3 searches the same entries, minus what it pins) and the
-    workspace. None when the demo workspace is still to be generated."""
+    the AutoML search space (Phase 3 searches the same entries, minus what it pins), the workspace
+    and, for backend tao, the TAO image and staged files. None when the demo workspace is still to
+    be generated."""
     check_profile_resources(profile_resources or {})
     check_run_dir(settings.run_dir)
     automl_jobs.search_space(settings, automl_jobs.PHASE1)
+    report = None
     if settings.workspace.exists():
-        return inputs.check_workspace(settings)
-    if not settings.config["demo"]["generate"]:
+        report = inputs.check_workspace(settings)
+    elif not settings.config["demo"]["generate"]:
         inputs.check_workspace(settings)  # raises the clear "does not exist" error
-    return None
+    tao_readiness(settings, report, apptainer_enabled).require()
+    return report
 
 
-def parse_time_gate(settings: RunSettings, profile_resources: dict[str, dict[str, Any]] | None = None) -> None:
+def tao_readiness(settings: RunSettings, report: inputs.WorkspaceReport | None,
+                  apptainer_enabled: bool | None = None) -> tao_preflight.Readiness:
+    """The TAO backend's checks and summary lines (none for the embedded backend)."""
+    if settings.config["backend"] != "tao":
+        return tao_preflight.Readiness()
+    batch_options = [max(entry.get("valid_options") or [0]) if "valid_options" in entry else entry.get("valid_max", 0)
+                     for entry in settings.automl["search_space"]
+                     if entry.get("parameter") == tao_preflight.BATCH_KEY]
+    return tao_preflight.check(tao_setup(settings), spec=report.spec if report else None,
+                               pinned=settings.automl["pinned"], batch_search_max=max(batch_options, default=None),
+                               apptainer_enabled=apptainer_enabled)
+
+
+def parse_time_gate(settings: RunSettings, profile_resources: dict[str, dict[str, Any]] | None = None, *,
+                    apptainer_enabled: bool | None = None) -> None:
     """Validate at parse time and print the summary; exit with one clear line on bad input."""
     try:
-        report = check_inputs(settings, profile_resources)
+        report = check_inputs(settings, profile_resources, apptainer_enabled=apptainer_enabled)
         sys.stderr.write(render_summary(settings, report, profile_resources) + "\n")
     except InputError as error:
         sys.stderr.write(f"PRE-FLIGHT FAILED: {error}\n")
@@ -117,6 +135,9 @@ def write_preflight(settings: RunSettings, summary_path: Path, checks_path: Path
     # workspace_ready (this rule's input) has just checked every image file; re-reading ~10k image
     # headers here would only repeat it. Spec, CSVs, labels and leakage are cheap and re-checked.
     report = inputs.check_workspace(settings, check_files=False)
+    # The parse-time gate could not check the batch size while the demo workspace did not exist.
+    tao = tao_readiness(settings, report)
+    tao.require()
     fsutil.write_text(summary_path, render_summary(settings, report) + "\n")
     fsutil.write_json(
         checks_path,
@@ -127,6 +148,7 @@ def write_preflight(settings: RunSettings, summary_path: Path, checks_path: Path
             "pool_overlaps": report.pool_overlaps,
             "spec_notes": report.spec_notes,
             "credentials": credential_status(),
+            "tao": tao.lines,
             "estimate": compute_estimate(settings),
         },
     )
@@ -204,9 +226,12 @@ def render_summary(settings: RunSettings, report: inputs.WorkspaceReport | None,
         "network:   not used (models train from scratch; nothing is downloaded)",
     ])
     section("2. Credentials", [f"{k}: {v}" for k, v in credential_status().items()])
-    section("3. Container images", [
-        f"backend: {cfg['backend']} (ChangeNet-lite in this Python environment): no images needed",
-    ])
+    if cfg["backend"] == "tao":
+        section("3. Container images", tao_readiness(settings, report).lines)
+    else:
+        section("3. Container images", [
+            f"backend: {cfg['backend']} (ChangeNet-lite in this Python environment): no images needed",
+        ])
     if report is None:
         section("4. Datasets", ["checked once the demo workspace exists (rule workspace_ready)"])
     else:
@@ -218,7 +243,11 @@ def render_summary(settings: RunSettings, report: inputs.WorkspaceReport | None,
         body.append("pool rows repeating validation/KPI rows (excluded from mining): "
                     + ", ".join(f"{k} {v}" for k, v in report.pool_overlaps.items()))
         body.append(f"lights: {', '.join(report.lights)}; image ext {report.image_ext}")
-        body.extend(f"spec note: {note}" for note in report.spec_notes)
+        if cfg["backend"] == "tao":
+            body.append("spec: given to TAO as it is; each job sets only results_dir, its CSVs, its checkpoint, "
+                        "one GPU and tao.pretrained_backbone")
+        else:
+            body.extend(f"spec note: {note}" for note in report.spec_notes)
         section("4. Datasets", body)
     p1, p3 = automl["phase1"], automl["phase3"]
     space = ", ".join(e["parameter"] for e in automl["search_space"]) or "TAO's default AutoML parameters"

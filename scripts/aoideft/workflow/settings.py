@@ -83,12 +83,48 @@ def from_snakemake(smk) -> RunSettings:
     return resolve(smk.config, Path(smk.scriptdir).parent)
 
 
+def tao_setup(settings: RunSettings):
+    """The config's ``tao:`` section with its paths resolved; the read-only mounts are the workspace
+    and the image roots the CSVs point into."""
+    from ..tao.runtime import TaoSetup, resolve_image
+
+    tao = settings.config["tao"]
+    base = settings.repo_root
+
+    def path(value: str | None) -> Path | None:
+        if not value:
+            return None
+        found = Path(value).expanduser()
+        return found if found.is_absolute() else base / found
+
+    backbone = path(tao["pretrained_backbone"])
+    if backbone is None and settings.spec_path.is_file():
+        from ..spec import get_dotted, load_spec
+
+        backbone = path(get_dotted(load_spec(settings.spec_path), "model.backbone.pretrained_backbone_path"))
+    return TaoSetup(
+        runtime=tao["runtime"],
+        image=resolve_image(tao["image"], tao["runtime"], base),
+        pretrained_backbone=backbone,
+        embedding_checkpoint=path(tao["embedding_checkpoint"]),
+        gpu_memory_gb=tao["gpu_memory_gb"],
+        docker_args=tuple(tao["docker_args"]),
+        run_dir=settings.run_dir,
+        read_only_roots=(settings.workspace, settings.images_dir, settings.pool_images_dir, settings.synthetic_dir),
+        repo_root=settings.repo_root,
+    )
+
+
 def model_backend(settings: RunSettings):
     """The configured trainer backend, using the threads Snakemake gave this job."""
     import torch
 
     from ..backend import get_backend
 
+    if settings.config["backend"] == "tao":
+        return get_backend("tao", setup=tao_setup(settings),
+                           architecture_spec=settings.run_dir / "specs" / "baseline_spec_automl.yaml",
+                           device=settings.config["embedded"]["device"])
     options = dict(settings.config["embedded"])
     options["threads"] = torch.get_num_threads()
     if settings.config["decode_cache"]:
