@@ -32,8 +32,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.cluster.vq import kmeans2
-from scipy.stats import hypergeom
 
 from aoideft import csvdata, fsutil, kpi
 from aoideft.errors import InputError
@@ -206,6 +204,8 @@ def _over_representation(in_weak: pd.Series, in_class: pd.Series, tests: int) ->
         return {"lift": 0.0, "p_value": 1.0, "p_adjusted": 1.0}
     lift = (weak_hits / weak_n) / (class_hits / class_n)
     # P(at least weak_hits of the value among weak_n rows drawn from the class at random).
+    from scipy.stats import hypergeom  # here, not at the top: scipy.stats costs ~1 s to import in every DEFT rule
+
     p_value = float(hypergeom.sf(weak_hits - 1, class_n, class_hits, weak_n))
     return {"lift": float(lift), "p_value": p_value, "p_adjusted": min(1.0, p_value * max(tests, 1))}
 
@@ -247,6 +247,8 @@ def best_clustering(vectors: np.ndarray, max_clusters: int, seed: int) -> np.nda
     """k-means assignment with the k in 2..max_clusters of best silhouette; None without clear structure."""
     best, best_score = None, MIN_SILHOUETTE
     for k in range(2, max_clusters + 1):
+        from scipy.cluster.vq import kmeans2  # only RCA clusters: see hypergeom above
+
         _, assignment = kmeans2(vectors, k, minit="++", seed=seed)
         score = silhouette(vectors, assignment)
         if score > best_score:

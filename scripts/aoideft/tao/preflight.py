@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import checkpoint as ckpt_io, spec as tao_spec
+from .. import spec as tao_spec
 from ..errors import InputError
 from . import runtime, specs
 
@@ -73,6 +73,9 @@ def _check_embedding_checkpoint(setup: runtime.TaoSetup, spec: dict | None, out:
     if not path.is_file():
         out.problems.append(f"embedding checkpoint {path}: MISSING (tao.embedding_checkpoint)")
         return
+    # Imported here: it imports torch, which the parse-time gate (every `snakemake -n`) must not pay.
+    from .. import checkpoint as ckpt_io
+
     try:
         lights = tuple(ckpt_io.load_checkpoint(path)["arch"]["lights"])
     except InputError as error:

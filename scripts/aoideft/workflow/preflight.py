@@ -8,10 +8,13 @@ Phase 1 depends on.
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import os
 import platform
 import re
+import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -160,15 +163,18 @@ def credential_status() -> dict[str, str]:
 
 
 def _device_line() -> str:
+    """The compute where Snakemake runs, from nvidia-smi and torch's package metadata: importing torch
+    here would add 1.5-2 s to every `snakemake -n` (benchmarks/README.md, orchestration)."""
     try:
-        import torch
-
-        if torch.cuda.is_available():
-            names = {torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())}
-            return f"CUDA, {torch.cuda.device_count()} GPU(s): {', '.join(sorted(names))}"
-        return f"CPU only (torch {torch.__version__}, {os.cpu_count()} cores)"
-    except ImportError:
-        return "torch not importable"
+        version = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return "torch not installed"
+    smi = shutil.which("nvidia-smi")
+    listed = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30).stdout if smi else ""
+    names = [line.split(": ", 1)[1].split(" (UUID")[0] for line in listed.splitlines() if line.startswith("GPU ")]
+    if names:
+        return f"CUDA, {len(names)} GPU(s): {', '.join(sorted(set(names)))} (torch {version})"
+    return f"CPU only (torch {version}, {os.cpu_count()} cores)"
 
 
 def compute_estimate(settings: RunSettings) -> dict[str, Any]:
