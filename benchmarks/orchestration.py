@@ -80,14 +80,16 @@ def overhead(run_dir: Path, wall_seconds: float, started_at: float | None = None
     }
 
 
-def snakemake(args: list[str], **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([SNAKEMAKE, *args], cwd=REPO, capture_output=True, text=True, **kwargs)
+def snakemake(configfile: Path | None, run_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    """Snakemake on ``configfile`` (None: the demo, as `make run` starts it) with this run dir."""
+    config_args = ["--configfile", str(configfile)] if configfile else ["--profile", "profiles/local"]
+    return subprocess.run([SNAKEMAKE, *config_args, *args, "--config", f"run_dir={run_dir}"], cwd=REPO,
+                          capture_output=True, text=True)
 
 
 def run_and_measure(run_dir: Path, cores: int, configfile: Path | None) -> dict:
-    config_args = ["--configfile", str(configfile)] if configfile else ["--profile", "profiles/local"]
     started = time.time()
-    proc = snakemake([*config_args, "--cores", str(cores), "--config", f"run_dir={run_dir}"])
+    proc = snakemake(configfile, run_dir, "--cores", str(cores))
     wall = time.time() - started
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-3000:])
@@ -95,11 +97,10 @@ def run_and_measure(run_dir: Path, cores: int, configfile: Path | None) -> dict:
 
 
 def time_dry_run(run_dir: Path, configfile: Path | None, repeats: int) -> dict:
-    config_args = ["--configfile", str(configfile)] if configfile else ["--profile", "profiles/local"]
     seconds, jobs_line = [], ""
     for _ in range(repeats):
         started = time.perf_counter()
-        proc = snakemake([*config_args, "-n", "--config", f"run_dir={run_dir}"])
+        proc = snakemake(configfile, run_dir, "-n")
         seconds.append(time.perf_counter() - started)
         if proc.returncode != 0:
             raise SystemExit(proc.stderr[-3000:])
@@ -150,12 +151,11 @@ def main() -> None:
     elif args.what == "overhead":
         result = overhead(run_dir, args.wall_seconds)
     elif args.what == "dag":
+        config = args.configfile or REPO / "benchmarks" / "orchestration_10x20.yaml"
         if not (run_dir / "final_automl" / "best.pth").exists():
-            config = args.configfile or REPO / "benchmarks" / "orchestration_10x20.yaml"
             build = run_and_measure(run_dir, args.cores, config)
             print(f"built the run: {json.dumps(build)}", flush=True)
-        result = time_dry_run(run_dir, args.configfile or REPO / "benchmarks" / "orchestration_10x20.yaml",
-                              args.repeats)
+        result = time_dry_run(run_dir, config, args.repeats)
     else:
         result = rule_script_imports()
     print(json.dumps(result, indent=2))

@@ -103,6 +103,7 @@ class TaoBackend:
     setup: tao_runtime.TaoSetup
     architecture_spec: Path
     device: str | None = None
+    decode_cache: str | None = None  # the run's decode cache, for embed (decode_cache.py)
     runner: Callable[[Sequence[str], Path], int] = tao_runtime.run_command
     name: str = "tao"
 
@@ -138,7 +139,7 @@ class TaoBackend:
         for ckpt, score in zip(checkpoints, scores):
             by_epoch.setdefault(ckpt.epoch, {"epoch": ckpt.epoch}).update({"step": ckpt.step, **score})
         history = [by_epoch[epoch] for epoch in sorted(by_epoch)]
-        tao_outputs.write_history(results_dir, history)
+        trainer.write_metrics(results_dir, history)
         # Lower validation FAR@100% recall wins; ties go to the earlier checkpoint (the embedded rule
         # breaks ties by val_loss, which TAO logs only at its validation_interval).
         best_index = min(range(len(checkpoints)), key=lambda i: (scores[i]["val_far_pct"], i))
@@ -177,7 +178,7 @@ class TaoBackend:
             raise InputError("config tao.embedding_checkpoint is not set: the TAO backend embeds with a "
                              "ChangeNet-lite checkpoint (README: the TAO backend)")
         inference.export_embeddings(self.setup.embedding_checkpoint, csv_path, images_dir, out_npy,
-                                    device=self.device)
+                                    device=self.device, decode_cache=self.decode_cache)
         return Path(out_npy)
 
     # ---- internals --------------------------------------------------------------------------------

@@ -61,6 +61,11 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
+def write_jsonl(path: str | os.PathLike, rows) -> None:
+    """One JSON object per line (metrics.jsonl, loop_log.jsonl)."""
+    write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+
+
 def write_yaml(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, yaml.safe_dump(obj, sort_keys=False))
 

@@ -310,7 +310,7 @@ def _locked(state_path: Path) -> Iterator[None]:
 def _write(state_path: Path, log_path: Path, state: dict) -> None:
     """State first, then the log derived from it; both atomic (call with the lock held)."""
     fsutil.write_json(state_path, state)
-    fsutil.write_text(log_path, "".join(json.dumps(e) + "\n" for e in state["events"]))
+    fsutil.write_jsonl(log_path, state["events"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,6 @@ CLI: ``aoideft train --spec SPEC --results-dir DIR [--pretrained CKPT] [--set ke
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import random
@@ -50,6 +49,7 @@ from aoideft.model import ChangeNetLite, ModelArch, defect_scores
 from aoideft.spec import AugmentationSettings, TrainSettings
 
 STEP_POLICY_FACTOR = 0.1
+METRICS_FILE = "metrics.jsonl"
 _EXPONENT_FLOAT = re.compile(r"[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+")
 
 
@@ -422,7 +422,12 @@ def _write_epoch_outputs(
         save_checkpoint(results_dir / name, model, epoch=epoch, step=step, metrics=metrics)
         epoch_checkpoints.append(name)
     save_checkpoint(results_dir / "latest.pth", model, epoch=epoch, step=step, metrics=metrics)
-    fsutil.write_text(results_dir / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
+    write_metrics(results_dir, history)
+
+
+def write_metrics(results_dir: Path, history: Sequence[dict[str, Any]]) -> None:
+    """``metrics.jsonl``, one row per epoch: what every backend writes and downstream rules read."""
+    fsutil.write_jsonl(Path(results_dir) / METRICS_FILE, history)
 
 
 def train_from_spec(

@@ -138,6 +138,3 @@ def attach_scores(rows: pd.DataFrame, tao_csv: Path, out_csv: Path) -> pd.DataFr
     fsutil.write_csv(out_csv, out)
     return out
 
-
-def write_history(results_dir: Path, history: list[dict[str, Any]]) -> None:
-    fsutil.write_text(Path(results_dir) / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))

@@ -80,7 +80,7 @@ class Mount:
     read_only: bool
 
     def docker_args(self) -> list[str]:
-        return ["-v", f"{self.path}:{self.path}" + (":ro" if self.read_only else "")]
+        return ["-v", self.bind_arg()]
 
     def bind_arg(self) -> str:
         return f"{self.path}:{self.path}" + (":ro" if self.read_only else "")

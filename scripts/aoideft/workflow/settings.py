@@ -121,13 +121,11 @@ def model_backend(settings: RunSettings):
 
     from ..backend import get_backend
 
+    # One cache per run: trials, inference and embedding jobs decode each image file once.
+    cache = str(settings.run_dir / "cache" / "decoded") if settings.config["decode_cache"] else None
     if settings.config["backend"] == "tao":
         return get_backend("tao", setup=tao_setup(settings),
                            architecture_spec=settings.run_dir / "specs" / "baseline_spec_automl.yaml",
-                           device=settings.config["embedded"]["device"])
-    options = dict(settings.config["embedded"])
-    options["threads"] = torch.get_num_threads()
-    if settings.config["decode_cache"]:
-        # One cache per run: trials, inference and embedding jobs decode each image file once.
-        options["decode_cache"] = str(settings.run_dir / "cache" / "decoded")
+                           device=settings.config["embedded"]["device"], decode_cache=cache)
+    options = {**settings.config["embedded"], "threads": torch.get_num_threads(), "decode_cache": cache}
     return get_backend(settings.config["backend"], **options)
