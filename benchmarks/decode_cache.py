@@ -35,9 +35,10 @@ import torch
 from _common import machine, workspace_spec
 from aoideft import csvdata, images, trainer
 from aoideft.decode_cache import DecodeCache
-from aoideft.demo.workspace import IMAGE_EXT, LIGHT_ORDER, DemoConfig, generate_workspace
+from aoideft.demo.smt import LIGHTS as SMT_LIGHTS
+from aoideft.demo.workspace import IMAGE_EXT, DemoConfig, generate_workspace
 
-LIGHTS = list(LIGHT_ORDER[:2])  # the default demo's two lights
+LIGHTS = list(SMT_LIGHTS[:2])  # the default demo's two lights
 
 
 def timed_decode(frame, workspace: Path, args, device: torch.device, cache: DecodeCache | None) -> float:

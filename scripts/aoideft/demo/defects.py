@@ -2,37 +2,39 @@
 
 Defects change the *scene* (part placement, presence, orientation, tombstone lift, solder amounts,
 bridges, surface damage), so every light renders them consistently. Each has a severity knob in
-0..1: 0 is the smallest deviation that is still a defect (subtle, just beyond what PASS tolerates),
-1 is gross. PASS variation is what a real line shows between a golden and a good test image and
+0..1: 0 is the smallest deviation the demo calls a defect, clearly beyond what PASS tolerates and
+visible at 64 px (INSUFFICIENT_SOLDER and SURFACE_ANOMALY stay subtle: a thinner fillet or a faint
+stain, which is why the default demo leaves them out), 1 is gross. PASS variation is what a real line shows between a golden and a good test image and
 what makes a template-difference detector raise false alarms: misregistration and small rotation of
 the test image, tolerated placement and solder-volume variation, per-light gain/gamma drift, sensor
-noise, low-quality JPEG and dust/flux specks. Every row gets a mild dose of all of them and one
+noise, low-quality JPEG, dust/flux specks and second-source parts (an approved alternate part whose
+body colour and marking differ from the golden's). Every row gets a mild dose of all of them and one
 ``NUISANCE_MODES`` entry at full strength (also on defect rows, so a nuisance never implies PASS).
+Golden misregistration (``draw_nuisance(misregistration_px=...)``) shifts every golden image by up to
+that many pixels, with mild gain and blur: the misregistered variant of a workspace.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
-from PIL import Image
 
 from .scene import Blob, Box, Camera, ComponentType, Scene
 
 PASS_LABEL = "PASS"
 DEFECT_LABELS = ("MISSING", "SHIFT", "SKEW", "TOMBSTONE", "POLARITY", "BRIDGE", "EXCESS_SOLDER",
                  "INSUFFICIENT_SOLDER", "SURFACE_ANOMALY")
-NUISANCE_MODES = ("none", "misreg_small", "misreg_large", "gain_gamma", "noise", "jpeg", "dust",
-                  "rotation", "placement")
+NUISANCE_MODES = ("none", "gain_gamma", "noise", "jpeg", "dust", "rotation", "placement", "second_source")
 
-# PASS tolerances (scene units = px of a 64-px crop) and the defect thresholds just beyond them.
-PLACEMENT_TOLERANCE_PX = 1.7
-PLACEMENT_TOLERANCE_DEG = 3.5
-SHIFT_MIN_PX, SHIFT_MAX_PX = 2.6, 8.5
-SKEW_MIN_DEG, SKEW_MAX_DEG = 6.0, 22.0
+# PASS tolerances (scene units = px of a 64-px crop). The defects' smallest deviations (severity 0)
+# start well beyond them, so every defect is visible at the demo's 64 px.
+PLACEMENT_TOLERANCE_PX = 1.0
+PLACEMENT_TOLERANCE_DEG = 2.0
+SHIFT_MIN_PX, SHIFT_MAX_PX = 4.0, 8.5
+SKEW_MIN_DEG, SKEW_MAX_DEG = 12.0, 25.0
 GOLDEN_JPEG_QUALITY = 92
 TEST_JPEG_QUALITY = 90
 
@@ -71,7 +73,7 @@ def _with_solder(scene: Scene, pads: list[int], amount: Callable[[float], float]
 
 
 def _missing(golden, test, severity, rng):
-    leftover = 1.0 - 0.75 * severity  # paste left on the pads: at low severity it mimics terminals
+    leftover = 0.7 - 0.5 * severity  # paste left on the pads: at low severity it mimics terminals
     test = replace(test, present=False, solder=tuple(a * leftover for a in test.solder))
     return golden, test, {"leftover_solder": leftover}
 
@@ -91,7 +93,7 @@ def _skew(golden, test, severity, rng):
 
 
 def _tombstone(golden, test, severity, rng):
-    lift = 12.0 + 78.0 * severity
+    lift = 30.0 + 60.0 * severity
     end = int(rng.integers(0, 2))
     return golden, replace(test, lift_deg=lift, lift_terminal=end), {"lift_deg": lift, "lifted_terminal": end}
 
@@ -99,7 +101,7 @@ def _tombstone(golden, test, severity, rng):
 def _polarity(golden, test, severity, rng):
     # The part is rotated 180 degrees; severity is the contrast of the lot's polarity marking
     # (a faint band or dot is the hard case), so it applies to the golden's part as well.
-    strength = 0.5 + 0.5 * severity
+    strength = 0.75 + 0.25 * severity
     golden = replace(golden, mark_strength=strength)
     test = replace(test, flipped=not test.flipped, mark_strength=strength)
     return golden, test, {"mark_strength": strength}
@@ -130,13 +132,13 @@ def _bridge_box(scene: Scene, width: float, rng: np.random.Generator) -> tuple[B
 
 
 def _bridge(golden, test, severity, rng):
-    width = 0.9 + 2.6 * severity
+    width = 1.8 + 1.8 * severity
     box, where = _bridge_box(test, width, rng)
     return golden, replace(test, bridges=test.bridges + (box,)), {"width_px": width, "between": where}
 
 
 def _excess(golden, test, severity, rng):
-    amount = 1.45 + 1.3 * severity
+    amount = 1.9 + 0.9 * severity
     pads = _pick_pads(test, rng)
     return golden, _with_solder(test, pads, lambda a: max(a, amount)), {"amount": amount, "pads": pads}
 
@@ -214,6 +216,7 @@ class Capture:
     gammas: tuple[float, ...]
     noise_sigma: float  # grey levels
     jpeg_quality: int
+    blur_sigma: float = 0.0  # output pixels (defocus)
 
 
 @dataclass(frozen=True)
@@ -225,10 +228,13 @@ class Nuisance:
     test_placement: tuple[float, float, float]
     solder_jitter: tuple[float, float]  # test solder amount factor range (a different board's paste)
     specks: tuple[Blob, ...]
+    second_source: bool = False  # the test board carries an approved alternate part
 
     @property
     def misregistration_px(self) -> float:
-        return math.hypot(self.test.camera.shift_x, self.test.camera.shift_y)
+        """Golden/test camera offset in output pixels."""
+        return math.hypot(self.test.camera.shift_x - self.golden.camera.shift_x,
+                          self.test.camera.shift_y - self.golden.camera.shift_y)
 
 
 def _polar(rng: np.random.Generator, low: float, high: float) -> tuple[float, float]:
@@ -253,8 +259,11 @@ def _specks(rng: np.random.Generator) -> tuple[Blob, ...]:
     return tuple(specks)
 
 
-def draw_nuisance(mode: str, num_lights: int, rng: np.random.Generator) -> Nuisance:
-    """Golden/test capture and placement variation of a row whose strong nuisance is ``mode``."""
+def draw_nuisance(mode: str, num_lights: int, rng: np.random.Generator, misregistration_px: float = 0.0,
+                  golden_rng: np.random.Generator | None = None) -> Nuisance:
+    """Golden/test capture and placement variation of a row whose strong nuisance is ``mode``; with
+    ``misregistration_px`` > 0 the golden is also shifted by up to that many pixels (plus mild gain
+    and blur), drawn from ``golden_rng`` so every other draw matches the aligned variant's."""
     if mode not in NUISANCE_MODES:
         raise ValueError(f"unknown nuisance mode {mode!r}; expected one of {', '.join(NUISANCE_MODES)}")
     shift = _polar(rng, 0.0, 0.6)
@@ -267,13 +276,9 @@ def draw_nuisance(mode: str, num_lights: int, rng: np.random.Generator) -> Nuisa
     golden_placement = (*_polar(rng, 0.0, 0.35), rng.uniform(-0.5, 0.5))
     golden_noise = rng.uniform(0.8, 1.5)
     specks: tuple[Blob, ...] = ()
-    if mode == "misreg_small":
-        shift = _polar(rng, 0.8, 1.8)
-    elif mode == "misreg_large":
-        shift = _polar(rng, 2.0, 3.0)
-    elif mode == "gain_gamma":
-        gains = rng.uniform(0.82, 1.18, num_lights)
-        gammas = rng.uniform(0.8, 1.25, num_lights)
+    if mode == "gain_gamma":
+        gains = rng.uniform(0.9, 1.1, num_lights)
+        gammas = rng.uniform(0.9, 1.1, num_lights)
     elif mode == "noise":
         noise = rng.uniform(4.0, 9.0)
     elif mode == "jpeg":
@@ -284,18 +289,44 @@ def draw_nuisance(mode: str, num_lights: int, rng: np.random.Generator) -> Nuisa
         rotation = float(rng.choice([-1, 1])) * rng.uniform(0.8, 2.0)
     elif mode == "placement":
         test_placement = (*_polar(rng, 0.8, PLACEMENT_TOLERANCE_PX),
-                          float(rng.choice([-1, 1])) * rng.uniform(1.2, PLACEMENT_TOLERANCE_DEG))
+                          float(rng.choice([-1, 1])) * rng.uniform(0.7, PLACEMENT_TOLERANCE_DEG))
     ones = (1.0,) * num_lights
+    golden = Capture(Camera(), ones, ones, float(golden_noise), GOLDEN_JPEG_QUALITY)
+    if misregistration_px > 0:
+        golden_rng = golden_rng or rng
+        offset = _polar(golden_rng, 0.0, misregistration_px)
+        golden = replace(golden, camera=Camera(float(offset[0]), float(offset[1])),
+                         gains=tuple(map(float, golden_rng.uniform(0.95, 1.05, num_lights))),
+                         blur_sigma=float(golden_rng.uniform(0.2, 0.7)))
     return Nuisance(
         mode=mode,
-        golden=Capture(Camera(), ones, ones, float(golden_noise), GOLDEN_JPEG_QUALITY),
+        golden=golden,
         test=Capture(Camera(float(shift[0]), float(shift[1]), float(rotation)), tuple(map(float, gains)),
                      tuple(map(float, gammas)), float(noise), quality),
         golden_placement=tuple(map(float, golden_placement)),
         test_placement=tuple(map(float, test_placement)),
         solder_jitter=(0.85, 1.15),
         specks=specks,
+        second_source=mode == "second_source",
     )
+
+
+# Body colours of an approved alternate part: another supplier's moulding compound or ceramic.
+_SECOND_SOURCE_BODIES: tuple[tuple[float, float, float], ...] = (
+    (0.30, 0.30, 0.32), (0.55, 0.42, 0.28), (0.20, 0.26, 0.38), (0.62, 0.60, 0.55))
+
+
+def second_source(scene: Scene, rng: np.random.Generator) -> Scene:
+    """The same footprint with an alternate supplier's part: another body colour and its own marking
+    text (the polarity marking stays where the footprint needs it)."""
+    part = scene.part
+    colours = [c for c in _SECOND_SOURCE_BODIES if max(abs(a - b) for a, b in zip(c, part.colour)) > 0.15]
+    colour = colours[int(rng.integers(len(colours)))]
+    marks = tuple(mark if mark.polarity else replace(
+        mark, boxes=tuple(replace(b, cx=b.cx + float(rng.uniform(-1.5, 1.5)), hw=b.hw * float(rng.uniform(0.6, 1.4)))
+                          for b in mark.boxes), colour=tuple(1.0 - c * 0.3 for c in colour))
+                  for mark in part.marks)
+    return replace(scene, part=replace(part, colour=colour, marks=marks))
 
 
 def pass_pair(scene: Scene, nuisance: Nuisance, rng: np.random.Generator) -> tuple[Scene, Scene]:
@@ -308,22 +339,6 @@ def pass_pair(scene: Scene, nuisance: Nuisance, rng: np.random.Generator) -> tup
                    angle=nuisance.test_placement[2],
                    solder=tuple(a * float(rng.uniform(low, high)) for a in scene.solder),
                    blobs=scene.blobs + nuisance.specks)
+    if nuisance.second_source:
+        test = second_source(test, rng)
     return golden, test
-
-
-def capture(linear: np.ndarray, gains: Sequence[float], gammas: Sequence[float], noise_sigma: float,
-            rng: np.random.Generator) -> np.ndarray:
-    """Sensor response of the lights of one image (linear [L, H, W, 3], 0..255): per-light gain and
-    gamma, additive noise, 8-bit quantisation."""
-    value = np.clip(linear * (np.asarray(gains, np.float32).reshape(-1, 1, 1, 1) / 255.0), 0.0, 1.0)
-    if any(g != 1.0 for g in gammas):
-        value **= np.asarray(gammas, np.float32).reshape(-1, 1, 1, 1)
-    value *= 255.0
-    value += rng.standard_normal(value.shape, dtype=np.float32) * noise_sigma
-    return np.clip(value + 0.5, 0, 255).astype(np.uint8)  # + 0.5 then truncation: rounding
-
-
-def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image, "RGB").save(buffer, "JPEG", quality=int(quality))
-    return buffer.getvalue()

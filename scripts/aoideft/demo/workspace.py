@@ -1,7 +1,9 @@
 """The embedded demo AOI workspace in TAO's layout, with deliberate, documented distribution gaps.
 
-``generate_workspace(out_dir, DemoConfig.from_preset("default", seed=7))`` (or ``aoideft demo --out
-DIR``) writes::
+Two worlds (``DemoConfig.kind``): ``smt``, assembled boards under two AOI lights (``smt.py``), and
+``bare_board``, bare copper under one light (``bare_board.py``); each in a tiny, default and large
+preset. ``generate_workspace(out_dir, DemoConfig.from_preset("default", seed=7))`` (or ``aoideft demo
+--out DIR [--kind bare_board]``) writes::
 
     specs/baseline_spec.yaml                    TAO keys; dataset paths relative to the workspace
     train/base/training_set.csv                 small base training set
@@ -17,6 +19,9 @@ Every split is planned exactly (label, component type and nuisance counts by lar
 then shuffled) and every row is rendered from its own generator ``default_rng([seed, split_id,
 row])``, so the output is bitwise identical for one seed and config whatever the worker count. The
 workspace is generated in ``<out>.tmp-XXXX`` and renamed into place when complete.
+
+``misregistration_px`` > 0 gives the misregistered variant of the same rows: every golden shifted by up
+to that many pixels, with mild gain and blur (golden misregistration, the everyday AOI nuisance).
 """
 
 from __future__ import annotations
@@ -44,10 +49,11 @@ import yaml
 
 from .. import fsutil
 from ..errors import InputError
-from . import defects, scene
+from . import bare_board, sensor, smt
+from .world import World
 
-PASS_LABEL = defects.PASS_LABEL
-LIGHT_ORDER = ("SolderLight", "UniformLight", "LowAngleLight", "WhiteLight")  # --lights N takes the first N
+PASS_LABEL = "PASS"
+WORLDS: dict[str, World] = {world.kind: world for world in (smt.WORLD, bare_board.WORLD)}
 IMAGE_EXT = ".jpg"
 IMAGES_DIR = "images"
 SPEC_PATH = "specs/baseline_spec.yaml"
@@ -59,6 +65,7 @@ SYNTHETIC_TEST_DIR, SYNTHETIC_GOLDEN_DIR = "reconstructed_image", "original_imag
 CSV_COLUMNS = ("input_path", "golden_path", "label", "object_name", "boardname", "comp_name", "comp_type_1",
                "part_type", "number_of_pins")
 _PLAN_STREAM = 1000  # second seed word of the split plans (row streams have their split id there)
+_GOLDEN_STREAM = 1  # fourth seed word: a row's golden misregistration, apart from its other draws
 _CHUNK_ROWS = 40
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt() options
 _API_ONLY_SETTINGS = frozenset({"pass_share", "preset"})  # DemoConfig fields without a CLI option
@@ -72,32 +79,45 @@ _API_ONLY_SETTINGS = frozenset({"pass_share", "preset"})  # DemoConfig fields wi
 @dataclass(frozen=True)
 class DemoConfig:
     seed: int = 7
+    kind: str = "smt"  # a key of WORLDS
     preset: str = "default"
-    lights: int = 2  # the first N of LIGHT_ORDER
+    lights: int = 2  # the first N of the world's light order
     image_size: int = 64
-    train: int = 300
+    train: int = 400
     val: int = 200
     kpi: int = 400
     pool: int = 1500
     synthetic_pairs: int = 16
-    pass_share: float = 0.9
-    workers: int = 2  # processes; the output does not depend on it
+    pass_share: float = 0.8
+    misregistration_px: float = 0.0  # > 0: every golden shifted by up to this many pixels (+ mild gain, blur)
+    workers: int = 2  # processes (0: every core); the output does not depend on it
 
     @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> DemoConfig:
+    def from_preset(cls, name: str, kind: str = "smt", **overrides: Any) -> DemoConfig:
+        if kind not in WORLDS:
+            raise InputError(f"unknown demo kind {kind!r}; choose one of {', '.join(WORLDS)}")
         if name not in PRESETS:
             raise InputError(f"unknown demo preset {name!r}; choose one of {', '.join(PRESETS)}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise InputError(f"unknown demo setting(s) {unknown}; known: {', '.join(sorted(known))}")
-        config = cls(**{**PRESETS[name], **overrides, "preset": name})
+        preset = {**PRESETS[name], "lights": WORLDS[kind].default_lights}
+        config = cls(**{**preset, **overrides, "preset": name, "kind": kind})
         config.validate()
         return config
 
     @property
+    def world(self) -> World:
+        return WORLDS[self.kind]
+
+    @property
     def light_names(self) -> tuple[str, ...]:
-        return LIGHT_ORDER[: self.lights]
+        return self.world.light_order[: self.lights]
+
+    @property
+    def processes(self) -> int:
+        return self.workers or os.cpu_count() or 1
 
     def split_size(self, split: str) -> int:
         return {"train": self.train, "val": self.val, "kpi": self.kpi, "pool": self.pool,
@@ -110,8 +130,11 @@ class DemoConfig:
 
         if self.seed < 0:
             raise fail("seed", f"must be >= 0, got {self.seed}")
-        if not 1 <= self.lights <= len(LIGHT_ORDER):
-            raise fail("lights", f"must be 1 to {len(LIGHT_ORDER)} ({', '.join(LIGHT_ORDER)}), got {self.lights}")
+        if self.kind not in WORLDS:
+            raise fail("kind", f"must be one of {', '.join(WORLDS)}, got {self.kind!r}")
+        order = self.world.light_order
+        if not 1 <= self.lights <= len(order):
+            raise fail("lights", f"must be 1 to {len(order)} ({', '.join(order)}) for {self.kind}, got {self.lights}")
         if not 16 <= self.image_size <= 512:
             raise fail("image_size", f"must be 16 to 512 pixels, got {self.image_size}")
         for split in ("train", "val", "kpi", "pool"):
@@ -121,13 +144,20 @@ class DemoConfig:
             raise fail("synthetic_pairs", f"must be >= 0, got {self.synthetic_pairs}")
         if not 0.5 <= self.pass_share < 1.0:
             raise fail("pass_share", f"must be in [0.5, 1), got {self.pass_share}")
-        if self.workers < 1:
-            raise fail("workers", f"must be >= 1, got {self.workers}")
+        if not 0.0 <= self.misregistration_px <= 8.0:
+            raise fail("misregistration_px", f"must be 0 to 8 pixels, got {self.misregistration_px}")
+        if self.workers < 0:
+            raise fail("workers", f"must be >= 0 (0: every core), got {self.workers}")
 
 
+# Sizes per preset (both worlds); lights default to the world's (SMT 2, bare board 1).
 PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(lights=2, image_size=32, train=60, val=40, kpi=60, pool=120, synthetic_pairs=4, workers=1),
-    "default": dict(lights=2, image_size=64, train=300, val=200, kpi=400, pool=1500, synthetic_pairs=16, workers=2),
+    "tiny": dict(image_size=32, train=60, val=40, kpi=60, pool=120, synthetic_pairs=4, workers=1),
+    "default": dict(image_size=64, train=400, val=200, kpi=400, pool=1500, synthetic_pairs=16, pass_share=0.8,
+                    workers=2),
+    # GPU scale, about a real workspace's size; generated on every core.
+    "large": dict(image_size=64, train=6000, val=4500, kpi=15000, pool=20000, synthetic_pairs=64, pass_share=0.9,
+                  workers=0),
 }
 
 
@@ -155,51 +185,6 @@ SPLITS = (
 SYNTHETIC = Split("synthetic", 4, None, 1.0, "pre-generated synthetic NG/OK pairs", pass_share=0.25)
 
 
-@dataclass(frozen=True)
-class Gap:
-    column: str  # label | comp_type_1 | nuisance
-    value: str
-    share: float  # at gap level 1: share of the defect rows (labels) or of all rows
-    why: str
-
-
-GAPS = (
-    Gap("label", "BRIDGE", 0.15, "solder bridges appear after a stencil change; the base set predates it"),
-    Gap("label", "TOMBSTONE", 0.15, "tombstones come with a new reflow profile; none were collected for the base set"),
-    Gap("comp_type_1", "SOT23", 0.18, "a part type introduced after the base set was collected"),
-    Gap("nuisance", "misreg_large", 0.12, "2-3 px golden/test misregistration from a worn fixture"),
-    Gap("nuisance", "dust", 0.12, "dust and flux specks from a dirtier line"),
-)
-# Shares of the non-gap values (normalised to what the gaps leave).
-BASE_SHARES: dict[str, dict[str, float]] = {
-    "label": {label: 1.0 for label in defects.DEFECT_LABELS if label not in {"BRIDGE", "TOMBSTONE"}},
-    "comp_type_1": {"CHIP_RES": 0.26, "CHIP_CAP": 0.26, "SOIC8": 0.16, "MELF": 0.14, "TANT_CAP": 0.18},
-    "nuisance": {"none": 0.22, "misreg_small": 0.18, "gain_gamma": 0.14, "noise": 0.12, "jpeg": 0.12,
-                 "rotation": 0.11, "placement": 0.11},
-}
-NUISANCE_DESCRIPTIONS = {
-    "none": "only the mild background variation every row has",
-    "misreg_small": "0.8-1.8 px golden/test misregistration",
-    "misreg_large": "2-3 px golden/test misregistration",
-    "gain_gamma": "per-light gain 0.82-1.18 and gamma 0.8-1.25 drift",
-    "noise": "sensor noise sigma 4-9 grey levels",
-    "jpeg": "test image saved at JPEG quality 20-40",
-    "dust": "1-4 dust or flux specks on the test board",
-    "rotation": "0.8-2 degree test image rotation",
-    "placement": "tolerated part placement error up to 1.7 px (of a 64-px crop) / 3.5 degrees",
-}
-
-
-def target_shares(column: str, gap_level: float) -> dict[str, float]:
-    """Planned share of each value of ``column`` (labels: among defect rows) at a gap level."""
-    gaps = {g.value: g.share * gap_level for g in GAPS if g.column == column}
-    base = BASE_SHARES[column]
-    rest = 1.0 - sum(gaps.values())
-    shares = {value: weight / sum(base.values()) * rest for value, weight in base.items()}
-    shares.update(gaps)
-    return shares
-
-
 def apportion(shares: dict[str, float], total: int) -> dict[str, int]:
     """Integer counts summing to ``total`` (largest remainder; ties in ``shares`` order)."""
     positive = {k: v for k, v in shares.items() if v > 0}
@@ -222,63 +207,63 @@ class RowPlan:
     nuisance: str
     board: str
     comp_name: str
+    part_type: str
+    pins: int
     object_name: str
     image_root: str  # workspace-relative root of input_path/golden_path
     input_path: str
     golden_path: str
+    gap_content: tuple[str, ...]
 
     def csv_row(self) -> dict[str, Any]:
-        comp = scene.COMPONENT_TYPES[self.comp_type]
         return {"input_path": self.input_path, "golden_path": self.golden_path, "label": self.label,
                 "object_name": self.object_name, "boardname": self.board, "comp_name": self.comp_name,
-                "comp_type_1": self.comp_type, "part_type": comp.part_type, "number_of_pins": comp.pins}
-
-    def gap_content(self) -> list[str]:
-        values = {"label": self.label, "comp_type_1": self.comp_type, "nuisance": self.nuisance}
-        return [f"{g.column}:{g.value}" for g in GAPS if values[g.column] == g.value]
+                "comp_type_1": self.comp_type, "part_type": self.part_type, "number_of_pins": self.pins}
 
 
 def _expand(counts: dict[str, int]) -> list[str]:
     return [value for value, n in counts.items() for _ in range(n)]
 
 
-def _fix_compatibility(labels: list[str], comps: list[str]) -> None:
+def _fix_compatibility(world: World, labels: list[str], comps: list[str]) -> None:
     """Give every defect a component type it is physical for, by swapping types with other rows
     (keeps the planned counts); a type is replaced only when no swap exists."""
-    types = scene.COMPONENT_TYPES
-    ok = lambda label, comp: label == PASS_LABEL or defects.compatible(label, types[comp])
+    ok = world.compatible
     for i, label in enumerate(labels):
         if ok(label, comps[i]):
             continue
         partner = next((j for j in range(len(labels)) if ok(label, comps[j]) and ok(labels[j], comps[i])), None)
         if partner is None:
-            comps[i] = next(c for c in BASE_SHARES["comp_type_1"] if ok(label, c))
+            comps[i] = next(c for c in world.base_shares["comp_type_1"] if ok(label, c))
         else:
             comps[i], comps[partner] = comps[partner], comps[i]
 
 
 def plan_split(split: Split, config: DemoConfig) -> list[RowPlan]:
     """The rows of one split: labels, component types and nuisances in their planned numbers."""
+    world = config.world
     n = config.split_size(split.name)
     rng = np.random.default_rng([config.seed, _PLAN_STREAM, split.split_id])
     pass_share = config.pass_share if split.pass_share is None else split.pass_share
     n_pass = int(round(n * pass_share))
-    labels = [PASS_LABEL] * n_pass + _expand(apportion(target_shares("label", split.gap_level), n - n_pass))
-    comps = _expand(apportion(target_shares("comp_type_1", split.gap_level), n))
-    nuisances = _expand(apportion(target_shares("nuisance", split.gap_level), n))
+    labels = [PASS_LABEL] * n_pass + _expand(apportion(world.target_shares("label", split.gap_level), n - n_pass))
+    comps = _expand(apportion(world.target_shares("comp_type_1", split.gap_level), n))
+    nuisances = _expand(apportion(world.target_shares("nuisance", split.gap_level), n))
     labels, comps, nuisances = ([values[i] for i in rng.permutation(n)] for values in (labels, comps, nuisances))
-    _fix_compatibility(labels, comps)
-    boards = list(scene.BOARD_STYLES)
+    _fix_compatibility(world, labels, comps)
     plans = []
     for index in range(n):
-        board = boards[int(rng.integers(len(boards)))]
-        comp_name = f"{scene.COMPONENT_TYPES[comps[index]].designator}{int(rng.integers(1, 80))}"
+        board = world.boards[int(rng.integers(len(world.boards)))]
+        info = world.components[comps[index]]
+        comp_name = f"{info.designator}{int(rng.integers(1, 80))}"
         if split.csv is None:
             root, test_dir, golden_dir = SYNTHETIC_DIR, SYNTHETIC_TEST_DIR, SYNTHETIC_GOLDEN_DIR
         else:
             root, test_dir, golden_dir = IMAGES_DIR, f"{split.name}/{board}/test", f"{split.name}/{board}/golden"
+        gaps = world.gap_content({"label": labels[index], "comp_type_1": comps[index], "nuisance": nuisances[index]})
         plans.append(RowPlan(split.name, split.split_id, index, labels[index], comps[index], nuisances[index], board,
-                             comp_name, f"{board}_{comp_name}_{split.name}{index:05d}", root, test_dir, golden_dir))
+                             comp_name, info.part_type, info.pins, f"{board}_{comp_name}_{split.name}{index:05d}",
+                             root, test_dir, golden_dir, tuple(gaps)))
     return plans
 
 
@@ -287,30 +272,16 @@ def plan_split(split: Split, config: DemoConfig) -> list[RowPlan]:
 # --------------------------------------------------------------------------------------------------
 
 
-def _floats(values: Sequence[float]) -> str:
-    return ";".join(f"{v:.4f}" for v in values)
-
-
 def render_row(plan: RowPlan, config: DemoConfig) -> tuple[dict[str, bytes], dict[str, Any]]:
     """Encoded images ({workspace-relative path: JPEG bytes}) and the ground-truth record of a row."""
     rng = np.random.default_rng([config.seed, plan.split_id, plan.index])
-    lights = config.light_names
-    base = scene.design_scene(plan.comp_type, plan.board, rng)
-    nuisance = defects.draw_nuisance(plan.nuisance, len(lights), rng)
-    golden, test = defects.pass_pair(base, nuisance, rng)
-    severity, params = None, {}
-    if plan.label != PASS_LABEL:
-        severity = float(rng.uniform(0.0, 1.0))
-        golden, test, params = defects.apply_defect(golden, test, plan.label, severity, rng)
-    images = scene.render_pair(golden, test, (nuisance.golden.camera, nuisance.test.camera), config.image_size, lights)
+    golden_rng = np.random.default_rng([config.seed, plan.split_id, plan.index, _GOLDEN_STREAM])
+    row = config.world.render(plan, config, rng, golden_rng)
     files = {}
-    for rendered, capture, rel_dir in zip(images, (nuisance.golden, nuisance.test), (plan.golden_path, plan.input_path)):
-        pixels = defects.capture(np.stack([rendered[light] for light in lights]), capture.gains, capture.gammas,
-                                 capture.noise_sigma, rng)
-        for light, image in zip(lights, pixels):
-            path = f"{plan.image_root}/{rel_dir}/{plan.object_name}_{light}{IMAGE_EXT}"
-            files[path] = defects.encode_jpeg(image, capture.jpeg_quality)
-    camera = nuisance.test.camera
+    for images, quality, rel_dir in ((row.golden, row.golden_quality, plan.golden_path),
+                                     (row.test, row.test_quality, plan.input_path)):
+        for light, image in images.items():
+            files[f"{plan.image_root}/{rel_dir}/{plan.object_name}_{light}{IMAGE_EXT}"] = sensor.encode_jpeg(image, quality)
     truth = {
         "object_name": plan.object_name,
         "split": plan.split,
@@ -319,23 +290,9 @@ def render_row(plan: RowPlan, config: DemoConfig) -> tuple[dict[str, bytes], dic
         "label": plan.label,
         "comp_type_1": plan.comp_type,
         "boardname": plan.board,
-        "severity": "" if severity is None else round(severity, 4),
-        "defect_params": json.dumps(params, sort_keys=True) if params else "",
         "nuisance": plan.nuisance,
-        "gap_content": ";".join(plan.gap_content()),
-        "misregistration_px": round(nuisance.misregistration_px, 4),
-        "shift_x_px": round(camera.shift_x, 4),
-        "shift_y_px": round(camera.shift_y, 4),
-        "rotation_deg": round(camera.rotation_deg, 4),
-        "placement_dx": round(test.dx, 4),
-        "placement_dy": round(test.dy, 4),
-        "placement_deg": round(test.angle, 4),
-        "gains": _floats(nuisance.test.gains),
-        "gammas": _floats(nuisance.test.gammas),
-        "noise_sigma": round(nuisance.test.noise_sigma, 4),
-        "jpeg_quality": nuisance.test.jpeg_quality,
-        "specks": len(nuisance.specks),
-        "orientation_deg": 90 * base.orientation,
+        "gap_content": ";".join(plan.gap_content),
+        **row.truth,
     }
     return files, truth
 
@@ -371,12 +328,12 @@ def _render_all(plans: list[RowPlan], config: DemoConfig, root: Path) -> list[di
     for directory in sorted({f"{p.image_root}/{d}" for p in plans for d in (p.input_path, p.golden_path)}):
         (root / directory).mkdir(parents=True, exist_ok=True)
     chunks = [plans[i : i + _CHUNK_ROWS] for i in range(0, len(plans), _CHUNK_ROWS)]
-    if config.workers == 1 or len(chunks) == 1 or "fork" not in multiprocessing.get_all_start_methods():
+    if config.processes == 1 or len(chunks) == 1 or "fork" not in multiprocessing.get_all_start_methods():
         return [truth for chunk in chunks for truth in _render_chunk(chunk, config, str(root))]
     # fork, not spawn: a spawned worker re-imports the caller's __main__, which re-runs a Snakemake
     # rule script (or fails for code read from stdin); the workers only run numpy and PIL code.
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=min(config.workers, len(chunks)), mp_context=context,
+    with ProcessPoolExecutor(max_workers=min(config.processes, len(chunks)), mp_context=context,
                              initializer=_keep_freed_heap) as pool:
         results = pool.map(_render_chunk, chunks, [config] * len(chunks), [str(root)] * len(chunks))
         return [truth for chunk in results for truth in chunk]
@@ -483,6 +440,10 @@ def _counts(truths: list[dict[str, Any]], column: str) -> dict[str, int]:
     return dict(sorted(values.items()))
 
 
+def _planned_nuisances(world: World) -> list[str]:
+    return [*world.base_shares["nuisance"], *(g.value for g in world.gaps if g.column == "nuisance")]
+
+
 def build_manifest(config: DemoConfig, truths_by_split: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     splits = {}
     cells: dict[tuple[str, str, str, str], int] = {}
@@ -502,7 +463,7 @@ def build_manifest(config: DemoConfig, truths_by_split: dict[str, list[dict[str,
             cells[key] = cells.get(key, 0) + 1
     all_splits = [*SPLITS, SYNTHETIC]
     gaps = []
-    for gap in GAPS:
+    for gap in config.world.gaps:
         levels = {s.name: s.gap_level for s in all_splits if s.name in truths_by_split}
         gaps.append({
             "column": gap.column,
@@ -514,8 +475,11 @@ def build_manifest(config: DemoConfig, truths_by_split: dict[str, list[dict[str,
         })
     return {
         "generator": "aoideft.demo",
+        "kind": config.kind,
+        "world": config.world.title,
         "seed": config.seed,
         "preset": config.preset,
+        "misregistration_px": config.misregistration_px,
         "config": {k: v for k, v in asdict(config).items() if k != "workers"},
         "lights": list(config.light_names),
         "image_size": config.image_size,
@@ -530,7 +494,8 @@ def build_manifest(config: DemoConfig, truths_by_split: dict[str, list[dict[str,
         "splits": splits,
         "gap_levels": {s.name: s.gap_level for s in all_splits},
         "gaps": gaps,
-        "nuisance_modes": NUISANCE_DESCRIPTIONS,
+        "nuisance_modes": {mode: config.world.nuisance_descriptions[mode] for mode in _planned_nuisances(config.world)},
+        "defects_markdown": config.world.defects_markdown,
         "counts": [{"split": k[0], "label": k[1], "comp_type_1": k[2], "nuisance": k[3], "count": n}
                    for k, n in sorted(cells.items())],
     }
@@ -543,9 +508,12 @@ def gaps_markdown(manifest: dict[str, Any]) -> str:
     lines = [
         "# Demo AOI workspace: splits and deliberate distribution gaps",
         "",
-        f"Generated by `aoideft demo` (preset `{manifest['preset']}`, seed {manifest['seed']}, "
-        f"{manifest['image_size']}x{manifest['image_size']} px, lights {', '.join(manifest['lights'])}). "
-        "The same seed and settings give bitwise identical CSVs and images.",
+        f"Generated by `aoideft demo` (world `{manifest['kind']}`: {manifest['world']}; preset "
+        f"`{manifest['preset']}`, seed {manifest['seed']}, {manifest['image_size']}x{manifest['image_size']} px, "
+        f"lights {', '.join(manifest['lights'])}"
+        + (f"; every golden misregistered by up to {manifest['misregistration_px']:g} px, with mild gain and blur"
+           if manifest["misregistration_px"] else "")
+        + "). The same seed and settings give bitwise identical CSVs and images.",
         "",
         "## Layout",
         "",
@@ -590,20 +558,14 @@ def gaps_markdown(manifest: dict[str, Any]) -> str:
         "",
         "## Nuisance modes (PASS variation)",
         "",
-        "Every row (PASS and defect alike) has mild misregistration, rotation, placement, solder-volume,",
-        "gain/gamma and noise variation, and one mode at full strength (misregistration in image pixels):",
+        "Every row (PASS and defect alike) has a mild dose of the world's PASS variation (sub-pixel",
+        "misregistration, gain, noise, ...) and one mode at full strength:",
         "",
         *[f"- `{mode}`: {text}" for mode, text in manifest["nuisance_modes"].items()],
         "",
         "## Defects",
         "",
-        "Applied to the scene (so every light shows them), each with a severity in 0..1 (0: just beyond",
-        "the PASS tolerance, subtle; 1: gross; px of a 64-px crop): MISSING (severity = less paste left on",
-        "the pads), SHIFT (2.6-8.5 px),",
-        "SKEW (6-22 degrees), TOMBSTONE (12-90 degree lift, two-terminal parts), POLARITY (180 degrees;",
-        "severity = marking contrast; MELF, TANT_CAP, SOIC8), BRIDGE (0.9-3.5 px wide), EXCESS_SOLDER,",
-        "INSUFFICIENT_SOLDER (solder amount 1.45-2.75x / 0.5-0.08x on some terminals), SURFACE_ANOMALY",
-        "(scratch, stain or foreign material).",
+        manifest["defects_markdown"],
         "",
     ]
     return "\n".join(lines)
@@ -693,20 +655,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aoideft demo", description=main.__doc__)
     parser.add_argument("--out", required=True, help="workspace directory to create")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                        help="size preset (tiny: for tests, default: the demo run)")
+                        help="size preset (tiny: for tests, default: the demo run, large: GPU scale)")
     parser.add_argument("--seed", type=int, help="generator seed (default 7)")
-    parser.add_argument("--lights", type=int, help=f"number of lights, taken in the order {', '.join(LIGHT_ORDER)}")
+    parser.add_argument("--kind", choices=sorted(WORLDS), default="smt",
+                        help="demo world: smt (assembled boards, 2 lights) or bare_board (bare copper, 1 light)")
+    parser.add_argument("--lights", type=int, help="number of lights, taken in the world's light order")
+    parser.add_argument("--misregistration-px", type=float,
+                        help="shift every golden by up to this many pixels (the misregistered variant)")
     parser.add_argument("--image-size", type=int, help="image width = height in pixels")
     for split in ("train", "val", "kpi", "pool"):
         parser.add_argument(f"--{split}", type=int, help=f"rows in the {split} split")
     parser.add_argument("--synthetic-pairs", type=int, help="pre-generated synthetic NG/OK pairs")
-    parser.add_argument("--workers", type=int, help="worker processes (output does not depend on it)")
+    parser.add_argument("--workers", type=int, help="worker processes, 0 = every core (output does not depend on it)")
     parser.add_argument("--force", action="store_true", help="replace a non-empty --out")
     args = parser.parse_args(argv)
-    settings = ("seed", "lights", "image_size", "train", "val", "kpi", "pool", "synthetic_pairs", "workers")
+    settings = ("seed", "lights", "image_size", "train", "val", "kpi", "pool", "synthetic_pairs", "misregistration_px",
+                "workers")
     overrides = {k: getattr(args, k) for k in settings if getattr(args, k) is not None}
     try:
-        summary = generate_workspace(args.out, DemoConfig.from_preset(args.preset, **overrides), force=args.force)
+        config = DemoConfig.from_preset(args.preset, kind=args.kind, **overrides)
+        summary = generate_workspace(args.out, config, force=args.force)
     except InputError as exc:
         print(f"aoideft demo: {exc}", file=sys.stderr)
         return 2

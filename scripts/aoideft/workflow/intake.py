@@ -24,13 +24,14 @@ def ensure_demo_workspace(settings: RunSettings) -> bool:
             f"workspace {settings.workspace} does not exist and demo.generate is false: point "
             "`workspace` at your TAO AOI workspace"
         )
-    print(f"generating the embedded demo workspace ({demo['preset']}, seed {demo['seed']}) "
-          f"into {settings.workspace}", flush=True)
+    print(f"generating the embedded demo workspace ({demo['kind']}, {demo['preset']}, seed {demo['seed']}"
+          + (f", goldens misregistered by up to {demo['misregistration_px']:g} px" if demo["misregistration_px"] else "")
+          + f") into {settings.workspace}", flush=True)
     # A fresh interpreter: the generator's worker processes must not inherit (fork) or re-run
     # (spawn) a Snakemake script process.
     subprocess.run(
-        [sys.executable, "-m", "aoideft.cli", "demo", "--out", str(settings.workspace),
-         "--preset", demo["preset"], "--seed", str(demo["seed"])],
+        [sys.executable, "-m", "aoideft.cli", "demo", "--out", str(settings.workspace), "--kind", demo["kind"],
+         "--preset", demo["preset"], "--seed", str(demo["seed"]), "--misregistration-px", str(demo["misregistration_px"])],
         check=True, stdout=sys.stdout, stderr=sys.stderr,
     )
     return True
