@@ -238,6 +238,47 @@ def test_bootstrap_of_separated_classes_is_zero_and_huge_inputs_use_fewer_resamp
     assert kpi.bootstrap_resamples(50, 0) == 0
 
 
+def test_bootstrap_at_a_relaxed_recall_matches_literal_resampling():
+    rng = np.random.default_rng(12)
+    is_defect = np.r_[np.ones(20, bool), np.zeros(40, bool)]
+    scores = np.round(np.r_[rng.uniform(0.2, 1, 20), rng.uniform(0, 0.8, 40)], 2)
+    defects, passes = np.flatnonzero(is_defect), np.flatnonzero(~is_defect)
+    literal = []
+    for _ in range(2000):
+        rows = np.r_[rng.choice(defects, len(defects)), rng.choice(passes, len(passes))]
+        literal.append(kpi.operating_point_at_recall(is_defect[rows], scores[rows], min_recall=0.9).far_pct)
+    fast = kpi.bootstrap_far_samples(is_defect, scores, n=2000, seed=3, min_recall=0.9)
+    assert fast.mean() == pytest.approx(np.mean(literal), abs=1.5)
+    # With fewer than 1000 defects, 99.9% recall allows no miss: the same draws as 100%.
+    assert np.array_equal(kpi.bootstrap_far_samples(is_defect, scores, n=50, seed=1, min_recall=0.999),
+                          kpi.bootstrap_far_samples(is_defect, scores, n=50, seed=1))
+
+
+# ---- selection -------------------------------------------------------------------------------------
+def test_selection_score_is_the_bootstrap_mean_of_far_at_full_recall_in_closed_form():
+    rng = np.random.default_rng(5)
+    is_defect = np.r_[np.ones(12, bool), np.zeros(30, bool)]
+    scores = np.r_[rng.uniform(0.2, 1, 12), rng.uniform(0, 0.7, 30)]
+    scores[[3, 33]] = np.nan  # an unscored defect never constrains; an unscored PASS row is always flagged
+    score = kpi.selection_score(is_defect, scores)
+    assert score.far_pct == kpi.operating_point_at_recall(is_defect, scores).far_pct
+    sampled = kpi.bootstrap_far_samples(is_defect, scores, n=40_000, seed=2)
+    assert score.expected_far_pct == pytest.approx(sampled.mean(), abs=0.3)
+    assert score.expected_far_pct < score.far_pct  # the weakest defect is absent from about 37% of resamples
+
+
+def test_selection_key_ranks_by_expected_far_then_by_margin():
+    is_defect = np.r_[np.ones(4, bool), np.zeros(6, bool)]
+    one_weak = kpi.selection_score(is_defect, np.r_[0.3, 0.9, 0.9, 0.9, 0.1, 0.2, 0.4, 0.5, 0.1, 0.2])
+    two_weak = kpi.selection_score(is_defect, np.r_[0.3, 0.35, 0.9, 0.9, 0.1, 0.2, 0.4, 0.5, 0.1, 0.2])
+    assert one_weak.far_pct == two_weak.far_pct  # FAR@100% recall ties ...
+    assert one_weak.key < two_weak.key  # ... the expected FAR does not
+    close = kpi.selection_score(is_defect, np.r_[0.6, 0.7, 0.8, 0.9, 0.5, 0.4, 0.3, 0.2, 0.1, 0.1])
+    wide = kpi.selection_score(is_defect, np.r_[0.95, 0.97, 0.98, 0.99, 0.05, 0.04, 0.03, 0.02, 0.01, 0.01])
+    assert close.expected_far_pct == wide.expected_far_pct == 0.0 and wide.margin > close.margin > 0
+    assert wide.key < close.key and wide.value < close.value < 0 < one_weak.value < two_weak.value
+
+
 # ---- evaluate_frame / deployable / errors ---------------------------------------------------------
 def test_evaluate_frame_metrics_tables_and_per_label_detectability():
     evaluation = kpi.evaluate_frame(frame(ROWS), source="kpi.csv", bootstrap=200, seed=3)

@@ -8,6 +8,7 @@ image that is the golden plus sensor noise (PASS) or plus a drawn blob (defect).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,11 +18,12 @@ import pytest
 import torch
 from PIL import Image
 
-from aoideft import trainer
+from aoideft import kpi, trainer
 from aoideft.augment import augment_pairs
 from aoideft.checkpoint import build_model_from_checkpoint, load_checkpoint
 from aoideft.errors import InputError
 from aoideft.inference import predict
+from aoideft.model import ChangeNetLite, ModelArch
 from aoideft.spec import AugmentationSettings
 
 LIGHTS = ("SolderLight", "UniformLight")
@@ -155,7 +157,8 @@ def test_writes_checkpoints_metrics_and_summary(trained):
     assert [row["step"] for row in rows] == [6, 12, 18]
     expected_keys = {
         "epoch", "step", "loss", "accuracy", "lr", "val_loss", "val_accuracy", "val_far_pct",
-        "val_threshold", "val_pred_counts", "train_seconds", "seconds",
+        "val_threshold", "val_selection", "val_expected_far_pct", "val_margin", "val_pred_counts",
+        "train_seconds", "seconds",
     }
     for row in rows:
         assert set(row) == expected_keys
@@ -164,14 +167,36 @@ def test_writes_checkpoints_metrics_and_summary(trained):
 
     on_disk = json.loads((results / "train_summary.json").read_text())
     assert on_disk == json.loads(json.dumps(summary))
-    best = min(rows, key=lambda row: (row["val_far_pct"], row["val_loss"]))
+    best = min(rows, key=kpi.validation_order)  # the selection score, then val_loss
     assert summary["best_epoch"] == best["epoch"] and summary["best_val_far_pct"] == best["val_far_pct"]
+    assert summary["best_val_selection"] == best["val_selection"] and summary["weight_average"] == {"ema_epochs": 1.5}
     assert summary["checkpoints"] == {"best_val": "best_val.pth", "latest": "latest.pth", "epochs": names}
     assert summary["final"] == rows[-1]
     assert summary["collapsed"] == (min(best["val_pred_counts"].values()) == 0)
     assert summary["device"] == "cpu" and summary["num_train_pairs"] == 48 and summary["pairs_per_second"] > 0
     assert load_checkpoint(results / "best_val.pth")["epoch"] == best["epoch"]
     assert load_checkpoint(results / "latest.pth")["step"] == 18
+
+
+def test_the_saved_weights_are_the_moving_average_of_the_trained_ones(data, tmp_path):
+    raw = trainer.train_from_spec(make_spec(data, num_epochs=2), tmp_path / "raw", options={**OPTIONS, "ema_epochs": 0})
+    averaged = trainer.train_from_spec(make_spec(data, num_epochs=2), tmp_path / "ema", options=OPTIONS)
+    assert raw["weight_average"] is None and averaged["weight_average"] == {"ema_epochs": 1.5}
+    raw_weights = load_checkpoint(tmp_path / "raw" / "latest.pth")["state_dict"]
+    ema_weights = load_checkpoint(tmp_path / "ema" / "latest.pth")["state_dict"]
+    # the same seed trains the same raw weights; the average lags them, so it differs
+    name = "head.2.weight"
+    assert not torch.allclose(raw_weights[name], ema_weights[name])
+    model = ChangeNetLite(ModelArch())
+    average = trainer.weight_average(model, ema_epochs=1.0, steps_per_epoch=10)
+    with torch.no_grad():
+        start = average.module.head[2].weight.clone()
+        for parameter in model.parameters():
+            parameter.add_(1.0)
+    average.update_parameters(model)
+    moved = average.module.head[2].weight - start
+    assert torch.allclose(moved, torch.full_like(moved, 1.0 - math.exp(-0.1)), atol=1e-5)  # decay e^(-1/10)
+    assert trainer.weight_average(model, ema_epochs=0, steps_per_epoch=10) is None
 
 
 def test_linear_policy_decays_to_zero_per_step(trained):

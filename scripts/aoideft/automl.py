@@ -40,7 +40,8 @@ where the schema has no finite bound or its bounds are only the legal domain (we
 Result of a rec (``rec<k>/result.json``, written by the training job); the keys read here::
 
     {"rec_id": k, "status": "complete" | "failed", "params": {dotted: value},
-     "val_far_pct": float | null, "val_loss": float | null, "collapsed": bool, ...}
+     "val_selection": float | null, "val_far_pct": float | null, "val_loss": float | null,
+     "collapsed": bool, ...}
 
 A rec that reports "complete" without a finite value of the metric counts as failed.
 
@@ -73,7 +74,7 @@ from aoideft.errors import InputError
 
 ALGORITHMS = ("bayesian", "tpe", "random")
 DIRECTIONS = ("minimize", "maximize")
-METRICS = ("val_far_pct", "val_loss")
+METRICS = ("val_selection", "val_far_pct", "val_loss")
 RESULT_FILE = "result.json"
 SCHEMA_VERSION = 1
 
@@ -379,12 +380,12 @@ def round_rec_ids(round_index: int, max_concurrent: int, max_recommendations: in
 
 
 def read_rec_records(phase_dir: str | Path, rec_ids: Iterable[int], *,
-                     metric: str = "val_far_pct") -> list[RecRecord]:
+                     metric: str = "val_selection") -> list[RecRecord]:
     """Read ``rec<k>/result.json`` for each id (status ok, failed or missing; see module doc)."""
     return [read_rec_record(rec_dir(phase_dir, rec_id) / RESULT_FILE, rec_id, metric=metric) for rec_id in rec_ids]
 
 
-def read_rec_record(path: str | Path, rec_id: int, *, metric: str = "val_far_pct") -> RecRecord:
+def read_rec_record(path: str | Path, rec_id: int, *, metric: str = "val_selection") -> RecRecord:
     if metric not in METRICS:
         raise InputError(f"automl metric must be one of {METRICS}, got {metric!r}.")
     path = Path(path)
@@ -715,7 +716,7 @@ def best_rec_document(best: RecRecord, *, metric_name: str, direction: str, spec
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aoideft automl", description="Leaderboard of an AutoML phase directory.")
     parser.add_argument("phase_dir", type=Path, help="e.g. <run>/phase1_automl")
-    parser.add_argument("--metric", choices=METRICS, default="val_far_pct")
+    parser.add_argument("--metric", choices=METRICS, default="val_selection")
     parser.add_argument("--direction", choices=DIRECTIONS, default="minimize")
     args = parser.parse_args(argv)
     rec_ids = sorted(int(m.group(1)) for p in args.phase_dir.glob("rec*")

@@ -4,7 +4,15 @@ Rule (TAO AOI contract, section 4): a row is predicted defect when ``score > thr
 thresholds are every unique score plus one value just below the minimum. Recall = TP / (TP + FN) over
 defect rows, FAR = FP / (FP + TN) over PASS rows. Among candidates whose recall reaches the target
 (1.0 for the KPI) the operating point is the highest threshold, which has the lowest FAR;
-``far_pct`` = that FAR x 100. The same rule with ``min_recall`` 0.99 / 0.995 gives the relaxed points.
+``far_pct`` = that FAR x 100. The same rule with ``min_recall`` 0.99 / 0.995 / 0.999 gives the relaxed points.
+
+Selection (``selection_score``, the one rule every model choice uses: AutoML, best_val vs latest, the
+DEFT gate, pick_best): FAR@100% recall hangs on the single weakest defect, so two models that differ
+in one row look far apart and two good ones tie. The selection score is its expectation over
+bootstrap resamples of the defect rows, in closed form: the weakest drawn defect is the k-th weakest
+with probability ((n-k+1)/n)^n - ((n-k)/n)^n (0.63, 0.23, 0.09, ... for k = 1, 2, 3), so it is the
+FAR at each of the weakest few defects, weighted so. Exact ties (both 0: every defect above every
+PASS row) go to the larger margin between the weakest defects and the strongest PASS rows.
 
 Defined behaviour:
 - ties: rows with equal scores are on the same side of every threshold, so they move together.
@@ -42,7 +50,10 @@ from aoideft.errors import InputError
 
 SCORE_COLUMN = "siamese_score"
 KPI_RECALL = 1.0
-RELAXED_RECALLS = {"recall_99": 0.99, "recall_99_5": 0.995}
+RELAXED_RECALLS = {"recall_99": 0.99, "recall_99_5": 0.995, "recall_99_9": 0.999}
+# Recall levels whose FAR gets a bootstrap interval (the held-out report's figures).
+INTERVAL_RECALLS = {"recall_100": 1.0, "recall_99_9": 0.999, "recall_99_5": 0.995}
+MARGIN_ROWS = 5  # rows averaged on each side of the selection margin
 DEFAULT_BOOTSTRAP = 1000
 CI_LEVEL = 0.95
 # Row draws over all bootstrap resamples; above it the resample count shrinks (never below the floor).
@@ -296,27 +307,31 @@ def bootstrap_resamples(n_rows: int, requested: int) -> int:
     return min(requested, max(MIN_BOOTSTRAP_RESAMPLES, BOOTSTRAP_DRAW_BUDGET // max(n_rows, 1)))
 
 
-def bootstrap_far_samples(is_defect: Any, scores: Any, n: int = DEFAULT_BOOTSTRAP, seed: int = 0) -> np.ndarray:
-    """``far_pct`` at 100% recall of ``n`` stratified resamples (the operating point redone on each).
+def bootstrap_far_samples(is_defect: Any, scores: Any, n: int = DEFAULT_BOOTSTRAP, seed: int = 0,
+                          min_recall: float = KPI_RECALL) -> np.ndarray:
+    """FAR (%) at ``min_recall`` of ``n`` stratified resamples (the operating point redone on each).
 
-    Each resample draws n_defect defect rows and n_pass PASS rows with replacement. Its operating point
-    is the highest of its candidates below its lowest drawn defect score m (unscored defects never
-    constrain it: they are always flagged), and no candidate lies between that threshold and m, so its
-    false alarms are exactly its PASS draws scoring >= m, plus unscored PASS draws. Counting those
-    with one searchsorted per resample is the operating point recomputed without building its table.
+    Each resample draws n_defect defect rows and n_pass PASS rows with replacement. With m = the
+    defects it may miss (n_defect - ceil(min_recall * n_defect)), its operating point is the highest
+    candidate below its (m+1)-th lowest drawn defect score s (unscored defects never constrain it:
+    they are always flagged), and no candidate lies between that threshold and s, so its false alarms
+    are exactly its PASS draws scoring >= s, plus unscored PASS draws. Counting those with one
+    searchsorted per resample is the operating point recomputed without building its table.
     """
     is_defect, scores = _arrays(is_defect, scores)
     ranked = np.where(np.isfinite(scores), scores, np.inf)  # unscored: above every threshold
     defect_scores = ranked[is_defect]
     pass_sorted = np.sort(ranked[~is_defect])
     n_defect, n_pass = len(defect_scores), len(pass_sorted)
+    misses = n_defect - math.ceil(min_recall * n_defect - 1e-9)
     rng = np.random.default_rng(seed)
     samples = np.empty(n, dtype=np.float64)
     per_chunk = max(1, _DRAWS_PER_CHUNK // (n_defect + n_pass))
     for start in range(0, n, per_chunk):
         size = min(per_chunk, n - start)
-        lowest_defect = defect_scores[rng.integers(0, n_defect, size=(size, n_defect))].min(axis=1)
-        first_flagged = np.searchsorted(pass_sorted, lowest_defect, side="left")
+        drawn = defect_scores[rng.integers(0, n_defect, size=(size, n_defect))]
+        weakest_kept = np.partition(drawn, misses, axis=1)[:, misses] if misses else drawn.min(axis=1)
+        first_flagged = np.searchsorted(pass_sorted, weakest_kept, side="left")
         pass_draws = rng.integers(0, n_pass, size=(size, n_pass))
         false_alarms = np.count_nonzero(pass_draws >= first_flagged[:, None], axis=1)
         samples[start:start + size] = 100.0 * false_alarms / n_pass
@@ -324,8 +339,9 @@ def bootstrap_far_samples(is_defect: Any, scores: Any, n: int = DEFAULT_BOOTSTRA
 
 
 def bootstrap_far_interval(is_defect: Any, scores: Any, n: int = DEFAULT_BOOTSTRAP, seed: int = 0,
-                           level: float = CI_LEVEL) -> tuple[float, float]:
-    """Percentile interval of the bootstrap ``far_pct`` (seeded, so the same inputs give the same interval).
+                           level: float = CI_LEVEL, min_recall: float = KPI_RECALL) -> tuple[float, float]:
+    """Percentile interval of the bootstrap FAR at ``min_recall`` (seeded: the same inputs give the
+    same interval).
 
     FAR at 100% recall hangs on the weakest defect, and a resample's weakest defect is never weaker than
     the full set's, so the bootstrap distribution leans low: read the interval as sampling spread.
@@ -333,8 +349,67 @@ def bootstrap_far_interval(is_defect: Any, scores: Any, n: int = DEFAULT_BOOTSTR
     if n < 1 or not 0.0 < level < 1.0:
         raise ValueError(f"need n >= 1 and 0 < level < 1, got n={n}, level={level}")
     tail = (1.0 - level) / 2.0
-    low, high = np.quantile(bootstrap_far_samples(is_defect, scores, n=n, seed=seed), [tail, 1.0 - tail])
+    samples = bootstrap_far_samples(is_defect, scores, n=n, seed=seed, min_recall=min_recall)
+    low, high = np.quantile(samples, [tail, 1.0 - tail])
     return float(low), float(high)
+
+
+# ---- selection ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SelectionScore:
+    """How good a model's scores are for choosing between models: lower ``key`` is better."""
+
+    expected_far_pct: float  # E[FAR@100% recall] over bootstrap resamples of the defects (closed form)
+    margin: float  # mean logit of the weakest defects minus that of the strongest PASS rows
+    far_pct: float  # FAR@100% recall itself, for reference
+
+    @property
+    def key(self) -> tuple[float, float]:
+        return (self.expected_far_pct, -self.margin)
+
+    @property
+    def value(self) -> float:
+        """One number with the key's order, for samplers that need a scalar (AutoML): the expected FAR,
+        or when it is 0 the margin mapped into (-1, 0)."""
+        if self.expected_far_pct > 0:
+            return self.expected_far_pct
+        return -self.margin / (1.0 + abs(self.margin))
+
+
+def validation_metrics(is_defect: Any, scores: Any) -> dict[str, float]:
+    """What a training run records per validation: the KPI point and the selection score."""
+    point = operating_point_at_recall(is_defect, scores)
+    selection = selection_score(is_defect, scores)
+    return {"val_far_pct": float(point.far_pct), "val_threshold": float(point.threshold),
+            "val_selection": float(selection.value), "val_expected_far_pct": float(selection.expected_far_pct),
+            "val_margin": float(selection.margin)}
+
+
+def validation_order(metrics: dict[str, Any]) -> tuple[float, ...]:
+    """Sort key of ``validation_metrics`` records, best first: the selection key, then ``val_loss``."""
+    loss = metrics.get("val_loss")
+    return (metrics["val_expected_far_pct"], -metrics["val_margin"], math.inf if loss is None else loss)
+
+
+def _logits(scores: np.ndarray) -> np.ndarray:
+    clipped = np.clip(scores, 1e-7, 1 - 1e-7)
+    return np.log(clipped / (1.0 - clipped))
+
+
+def selection_score(is_defect: Any, scores: Any) -> SelectionScore:
+    """The selection rule (module docstring): E[FAR@100% recall] under the bootstrap, then the margin."""
+    is_defect, scores = _arrays(is_defect, scores)
+    ranked = np.where(np.isfinite(scores), scores, np.inf)  # unscored rows are flagged: never constrain
+    defects = np.sort(ranked[is_defect])
+    passes = np.sort(ranked[~is_defect])
+    n = len(defects)
+    k = np.arange(1, n + 1)
+    weight = ((n - k + 1) / n) ** n - ((n - k) / n) ** n  # P(the weakest drawn defect is the k-th weakest)
+    far_at_k = 100.0 * (len(passes) - np.searchsorted(passes, defects, side="left")) / len(passes)
+    weak = _logits(np.where(np.isfinite(defects[:MARGIN_ROWS]), defects[:MARGIN_ROWS], 1.0)).mean()
+    strong = _logits(np.where(np.isfinite(passes[-MARGIN_ROWS:]), passes[-MARGIN_ROWS:], 1.0)).mean()
+    return SelectionScore(expected_far_pct=float(np.dot(weight, far_at_k)), margin=float(weak - strong),
+                          far_pct=float(far_at_k[0]))
 
 
 # ---- per-label, histogram, missed rows ----------------------------------------------------------
@@ -430,8 +505,10 @@ def evaluate_frame(frame: pd.DataFrame, *, score_col: str = SCORE_COLUMN, source
     label_thresholds = {"kpi": kpi_point.threshold, **({"deployable": deployable.threshold} if deployable else {})}
     per_label = per_label_summary(frame["label"], scores, label_thresholds)
     resamples = bootstrap_resamples(len(frame), bootstrap)
-    interval = bootstrap_far_interval(is_defect, scores, n=resamples, seed=seed) if resamples else None
+    intervals = {key: list(bootstrap_far_interval(is_defect, scores, n=resamples, seed=seed, min_recall=recall))
+                 for key, recall in INTERVAL_RECALLS.items()} if resamples else {}
     unscored = ~np.isfinite(scores)
+    selection = selection_score(is_defect, scores)
 
     metrics: dict[str, Any] = {
         "source": name,
@@ -446,12 +523,16 @@ def evaluate_frame(frame: pd.DataFrame, *, score_col: str = SCORE_COLUMN, source
         "threshold": kpi_point.threshold,
         "recall": kpi_point.recall,
         "confusion": {"tp": kpi_point.tp, "fp": kpi_point.fp, "tn": kpi_point.tn, "fn": kpi_point.fn},
-        "far_pct_ci95": list(interval) if interval else None,
+        "far_pct_ci95": intervals.get("recall_100"),
+        "far_ci95": intervals,
+        "selection": {"expected_far_pct": selection.expected_far_pct, "margin": selection.margin,
+                      "value": selection.value},
         "bootstrap_resamples": resamples,
         "bootstrap_seed": seed,
         "best_f1": {key: points["best_f1"].as_dict()[key] for key in ("threshold", "f1", "precision", "recall", "far_pct")},
         "far_at_recall_99": points["recall_99"].far_pct,
         "far_at_recall_99_5": points["recall_99_5"].far_pct,
+        "far_at_recall_99_9": points["recall_99_9"].far_pct,
         "operating_points": {key: point.as_dict() for key, point in points.items()},
         "auroc": auroc(is_defect, scores),
         "missed_defects": {key: int((missed["operating_point"] == key).sum()) for key in missed_at},
@@ -522,8 +603,10 @@ def format_summary(evaluation: Evaluation) -> str:
         f"{m['source']}: {m['n_rows']} rows ({m['n_pass']} PASS, {m['n_defect']} defect, "
         f"{m['nan_scores']} unscored, flagged at every threshold)",
         f"FAR@100% recall: {m['far_pct']:.2f}% at threshold {m['threshold']:.6g}{ci_text}",
-        f"FAR@99% recall: {m['far_at_recall_99']:.2f}%   FAR@99.5% recall: {m['far_at_recall_99_5']:.2f}%   "
-        f"AUROC {m['auroc']:.4f}",
+        f"FAR@99.9% recall: {m['far_at_recall_99_9']:.2f}%   FAR@99.5% recall: {m['far_at_recall_99_5']:.2f}%   "
+        f"FAR@99% recall: {m['far_at_recall_99']:.2f}%   AUROC {m['auroc']:.4f}",
+        f"selection score (expected FAR@100% recall under the bootstrap): {m['selection']['expected_far_pct']:.2f}%, "
+        f"margin {m['selection']['margin']:.2f} logits",
         f"best F1 {best['f1']:.4f} at threshold {best['threshold']:.6g} (precision {best['precision']:.4f}, "
         f"recall {best['recall']:.4f}, FAR {best['far_pct']:.2f}%)",
     ]

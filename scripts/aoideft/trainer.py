@@ -5,7 +5,7 @@ One job: decode the train and validation CSVs once into memory, then for each ep
 
 ``results_dir/``
     ``model_epoch_<EEE>_step_<SSS>.pth``  every ``checkpoint_interval`` epochs and at the last epoch
-    ``best_val.pth``   lowest validation FAR at 100% recall (ties: lower val_loss)
+    ``best_val.pth``   lowest validation selection score (``kpi.selection_score``; ties: lower val_loss)
     ``latest.pth``     the last epoch
     ``metrics.jsonl``  one object per epoch
     ``train_summary.json``
@@ -284,13 +284,11 @@ def evaluate(
     labels = data.labels.cpu()
     predicted = logits.argmax(dim=1)
     is_defect = labels.numpy().astype(bool)
-    point = kpi.operating_point_at_recall(is_defect, defect_scores(logits).numpy(), min_recall=1.0)
     num_defect_predictions = int(predicted.sum())
     return {
         "val_loss": float(criterion(logits.to(device), labels.to(device)).item()),
         "val_accuracy": float((predicted == labels).float().mean()),
-        "val_far_pct": float(point.far_pct),
-        "val_threshold": float(point.threshold),
+        **kpi.validation_metrics(is_defect, defect_scores(logits).numpy()),
         "val_pred_counts": {"PASS": len(labels) - num_defect_predictions, "NO_PASS": num_defect_predictions},
     }
 
@@ -300,15 +298,15 @@ def progress_line(metrics: dict[str, Any], num_epochs: int) -> str:
     return (
         f"epoch {metrics['epoch'] + 1}/{num_epochs} loss {metrics['loss']:.3f} acc {metrics['accuracy']:.2f} "
         f"val_loss {metrics['val_loss']:.3f} val_FAR@100%R {metrics['val_far_pct']:.1f}% "
+        f"(expected {metrics['val_expected_far_pct']:.1f}%) "
         f"pred PASS/NO_PASS {counts['PASS']}/{counts['NO_PASS']} lr {metrics['lr']:.1e} {metrics['seconds']:.1f}s"
     )
 
 
 def is_better(candidate: dict[str, Any], best: dict[str, Any] | None) -> bool:
-    """Lower validation FAR@100% recall wins; ties go to the lower val_loss, then the earlier epoch."""
-    if best is None:
-        return True
-    return (candidate["val_far_pct"], candidate["val_loss"]) < (best["val_far_pct"], best["val_loss"])
+    """The lower validation selection score (``kpi.selection_score``) wins; ties go to the lower
+    val_loss, then the earlier epoch."""
+    return best is None or kpi.validation_order(candidate) < kpi.validation_order(best)
 
 
 def train(
@@ -408,6 +406,9 @@ def train(
     summary = {
         "best_epoch": best["epoch"],
         "best_val_far_pct": best["val_far_pct"],
+        "best_val_selection": best["val_selection"],
+        "best_val_expected_far_pct": best["val_expected_far_pct"],
+        "best_val_margin": best["val_margin"],
         "best_val_loss": best["val_loss"],
         "best_val_threshold": best["val_threshold"],
         "final": history[-1],

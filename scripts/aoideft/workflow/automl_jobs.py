@@ -147,6 +147,7 @@ def train_rec(settings: RunSettings, phase: str, rec_id: int, proposals_path: Pa
         "params": proposal["params"],
         "metric_name": metric,
         "score": summary.get(f"best_{metric}", summary.get(metric)),
+        "val_selection": summary.get("best_val_selection"),
         "val_far_pct": summary.get("best_val_far_pct"),
         "val_loss": summary.get("best_val_loss"),
         "collapsed": is_collapsed(summary, metric),
@@ -183,9 +184,6 @@ def select(settings: RunSettings, phase: str, outputs: dict[str, Path]) -> None:
         records=records,
     )
     document["checkpoints"] = checkpoints.relative_block(ckpts, outputs["best_rec"].parent)
-    if phase == PHASE3:
-        document["comparison"] = state_hooks.phase3_comparison(settings, best.score)
-        print(document["comparison"]["message"])
     print(f"{phase}: best rec{best.rec_id} score {best.score}")
     fsutil.write_json(outputs["best_rec"], document)
     if phase == PHASE3:
