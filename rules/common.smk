@@ -107,6 +107,13 @@ def _read_json(path):
         return json.load(handle)
 
 
+def incumbent_before(n):
+    """The model iteration n builds on, named by the previous iteration's decision (a checkpoint):
+    its RCA, embeddings and checkpoint feed routing, mining, SDG and the warm start."""
+    decision = checkpoints.deft_decide.get(loopit=prev_iteration(n)).output.decision
+    return _read_json(decision)["incumbent"]
+
+
 def deft_walk():
     """Walk the loop through its checkpoints, one iteration at a time.
 

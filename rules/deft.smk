@@ -1,7 +1,7 @@
-# Phase 2: the DEFT loop. Iteration n = routing -> SDG -> mining -> assemble -> validate (gate)
-# -> plain retrain warm-started from the previous best -> inference -> evaluate -> RCA -> decision.
-# Only the two per-iteration decisions are checkpoints (deft_validate, deft_decide); everything
-# else is an ordinary rule keyed by the iteration.
+# Phase 2: the DEFT loop. Iteration n = routing -> SDG -> mining -> assemble -> validate (dataset
+# gate) -> plain retrain warm-started from the incumbent -> inference -> evaluate -> RCA -> decision
+# (accept or keep the incumbent, then stop or continue). Only the two per-iteration decisions are
+# checkpoints (deft_validate, deft_decide); everything else is an ordinary rule keyed by the iteration.
 
 
 def checkpoint_manifest(it):
@@ -90,12 +90,15 @@ def decide_inputs(wildcards):
     return {
         "best": f"{wildcards.loopit}/evaluate/best.json",
         "rca": f"{wildcards.loopit}/rca/metrics.json",
+        # the incumbent can be any earlier model; the previous decision names it
         "earlier": [f"{it}/evaluate/best.json" for it in earlier],
+        "previous": [f"{earlier[-1]}/decision.json"] if earlier else [],
     }
 
 
 checkpoint deft_decide:
-    # Stop decision with its reason: KPI met, max iterations, regression, unreachable KPI.
+    # Accept the iteration or keep the incumbent (the validation gate), then stop or continue:
+    # KPI met, max iterations, unreachable KPI.
     input:
         unpack(decide_inputs),
     output:
@@ -116,11 +119,12 @@ def previous_training_csv(n):
 
 
 rule deft_route:
-    # engine failure_modes: the budgeted integer program over the modes; engine tao: TAO's label rule.
+    # engine failure_modes: the budgeted integer program over the incumbent's failure modes; engine
+    # tao: TAO's label rule; engine random: nothing targeted.
     input:
-        rca=lambda w: f"{prev_iteration(w.n)}/rca/metrics.json",
+        rca=lambda w: f"{incumbent_before(w.n)}/rca/metrics.json",
         decision=lambda w: f"{prev_iteration(w.n)}/decision.json",
-        embeddings=lambda w: f"{prev_iteration(w.n)}/embeddings/embeddings.json",
+        embeddings=lambda w: f"{incumbent_before(w.n)}/embeddings/embeddings.json",
         history=lambda w: [] if int(w.n) == 1 else [f"iter{int(w.n) - 1}/mining/mining_history.json"],
         previous=lambda w: previous_training_csv(w.n),
     output:
@@ -138,7 +142,7 @@ rule deft_sdg:
     input:
         routing="iter{n}/routing/routing_summary.json",
         previous=lambda w: previous_training_csv(w.n),
-        best=lambda w: f"{prev_iteration(w.n)}/evaluate/best.json",
+        best=lambda w: f"{incumbent_before(w.n)}/evaluate/best.json",
     output:
         rows="iter{n}/sdg/sdg_rows.csv",
     log:
@@ -155,9 +159,11 @@ rule deft_sdg:
 
 
 rule deft_mine:
+    # Neighbours of the routed weak rows, then hard examples of the incumbent for the rest of the budget.
     input:
         routing="iter{n}/routing/routing_summary.json",
-        embeddings=lambda w: f"{prev_iteration(w.n)}/embeddings/embeddings.json",
+        embeddings=lambda w: f"{incumbent_before(w.n)}/embeddings/embeddings.json",
+        best=lambda w: f"{incumbent_before(w.n)}/evaluate/best.json",
         history=lambda w: [] if int(w.n) == 1 else [f"iter{int(w.n) - 1}/mining/mining_history.json"],
     output:
         rows="iter{n}/mining/mined_rows.csv",
@@ -202,12 +208,12 @@ checkpoint deft_validate:
 
 
 rule deft_train:
-    # Plain retrain warm-started from the previous iteration's best checkpoint.
+    # Plain retrain warm-started from the incumbent's checkpoint.
     input:
         gate="iter{n}/dataset/gate.json",
         csv="iter{n}/dataset/train_combined_iter{n}.csv",
         spec="specs/baseline_spec_automl.yaml",
-        best=lambda w: f"{prev_iteration(w.n)}/evaluate/best.json",
+        best=lambda w: f"{incumbent_before(w.n)}/evaluate/best.json",
     output:
         summary="iter{n}/train/train_summary.json",
     log:

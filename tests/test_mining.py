@@ -187,3 +187,32 @@ def test_three_iterations_never_mine_a_row_twice_nor_a_validation_or_kpi_row():
         seen += keys
         history = mining.updated_history(history, iteration, keys)
     assert len(seen) == 9 and len(set(seen)) == 9
+
+
+# ---- hard examples and the random control --------------------------------------------------------
+def test_hard_examples_are_the_rows_the_model_gets_most_wrong_never_mined_twice():
+    pool = pool_frame(6, ["PASS", "PASS", "PASS", "SHORT", "SHORT", "SHORT"])
+    scores = np.array([0.10, 0.95, 0.60, 0.08, 0.90, np.nan])  # threshold 0.5
+    rows = mining.hard_examples(pool, scores, 0.5, 3)
+    # PASS scored 0.95 (2.9 logits wrong), the defect scored 0.08 (2.4), then PASS at 0.60 (0.4).
+    assert list(rows["object_name"]) == ["p1", "p3", "p2"]
+    assert (rows["weakness"].diff().dropna() <= 0).all() and (rows["mining_reason"] == mining.HARD_EXAMPLE).all()
+    history = {"1": ["pool/p1"]}
+    again = mining.hard_examples(pool, scores, 0.5, 10, history=history, exclude_keys={"pool/p3"}, iteration=2)
+    assert "p1" not in set(again["object_name"]) and "p3" not in set(again["object_name"])
+    assert "p5" not in set(again["object_name"])  # unscored rows have no weakness to rank by
+    assert len(again) == 3 and mining.hard_examples(pool, scores, 0.5, 0).empty
+    with pytest.raises(ValueError, match="pool scores"):
+        mining.hard_examples(pool, scores[:3], 0.5, 2)
+
+
+def test_random_rows_are_seeded_eligible_and_marked():
+    pool = pool_frame(20)
+    first = mining.random_rows(pool, 5, seed=3, history={"1": ["pool/p0", "pool/p1"]}, exclude_keys={"pool/p2"},
+                               iteration=2)
+    assert len(first) == 5 and not {"p0", "p1", "p2"} & set(first["object_name"])
+    assert first.equals(mining.random_rows(pool, 5, seed=3, history={"1": ["pool/p0", "pool/p1"]},
+                                           exclude_keys={"pool/p2"}, iteration=2))
+    assert not first.equals(mining.random_rows(pool, 5, seed=4))
+    assert (first["mining_reason"] == mining.RANDOM).all()
+    assert len(mining.random_rows(pool, 50, seed=0)) == 20

@@ -14,8 +14,10 @@ from aoideft import checkpoint, state
 from conftest import REPO, run_snakemake, tiny_config
 
 
-# The tiny config leaves the row budget to the repository's config/config.yaml (merged under it).
-REPO_MAX_NEW_ROWS = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["deft"]["budget"]["max_new_rows"]
+# The tiny config leaves the row budget to the repository's config/config.yaml (merged under it):
+# a share of the base training set's rows per iteration, half of it held for hard examples.
+REPO_BUDGET = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["deft"]["budget"]
+TINY_TRAIN_ROWS = 60
 
 
 def read_json(path: Path):
@@ -65,23 +67,64 @@ def test_the_failure_mode_engine_ran_every_stage_within_its_budgets(tiny_run):
         assert plan["sdg_rows"] + plan["mining_rows"] <= plan["budget"]["max_new_rows"]
         sdg_summary = read_json(run / f"iter{n}/sdg/sdg_summary.json")
         assert sdg_summary["candidates"] == sdg_summary["accepted"] + sdg_summary["rejected"]
-        # the customer's pre-generated pairs were reserved in the plan, so the budget guard dropped none
+        # the budget scales with the base set; the customer's pre-generated pairs and the hard examples'
+        # share were reserved in the plan, so the budget guard dropped none
+        budget = round(REPO_BUDGET["new_rows_fraction"] * TINY_TRAIN_ROWS)
+        assert plan["budget_rows"] == budget and plan["hard_examples_reserved"] == round(REPO_BUDGET["hard_share"] * budget)
         assert plan["pregenerated_reserved"] == sdg_summary["pregenerated"]["ingested"]
-        assert plan["budget"]["max_new_rows"] == REPO_MAX_NEW_ROWS - plan["pregenerated_reserved"]
+        assert plan["budget"]["max_new_rows"] == budget - plan["pregenerated_reserved"] - plan["hard_examples_reserved"]
         assert "dropped" not in (run / f"logs/iter{n}/assemble.log").read_text()
-        accepted = pd.read_csv(run / f"iter{n}/sdg/sdg_rows.csv", dtype=str, keep_default_na=False)
-        for mode, count in accepted[accepted["sdg_mode"] != ""]["sdg_mode"].value_counts().items():
+        synthetic = pd.read_csv(run / f"iter{n}/sdg/sdg_rows.csv", dtype=str, keep_default_na=False)
+        accepted = synthetic[synthetic["sdg_mode"] != ""]
+        for mode, count in accepted["sdg_mode"].value_counts().items():
             assert count <= next(m["sdg"] for m in plan["modes"] if m["id"] == mode)
         rejected = pd.read_csv(run / f"iter{n}/sdg/verify/rejected.csv", dtype=str, keep_default_na=False)
         for name in rejected["object_name"]:  # rejected candidates leave no images behind
             assert not list((run / "images" / f"sdg/iter{n}/test").glob(f"{name}_*"))
         mined = pd.read_csv(run / f"iter{n}/mining/mined_rows.csv", dtype=str, keep_default_na=False)
-        for mode, count in mined["failure_mode"].value_counts().items():
+        neighbours = mined[mined["mining_reason"] == "neighbour"]
+        for mode, count in neighbours["failure_mode"].value_counts().items():
             assert count <= next(m["mining"] for m in plan["modes"] if m["id"] == mode)
+        # hard examples fill what SDG and the neighbours leave of the budget: it is used
+        hard = mined[mined["mining_reason"] == "hard_example"]
+        assert len(hard) == budget - plan["sdg_rows"] - plan["pregenerated_reserved"] - len(neighbours)
+        assert (hard["weakness"].astype(float).diff().dropna() <= 0).all()
+        added = state.read_state(run / "deft_state.json")["iterations"][f"iter{n}"]["rows_added_by_source"]
+        assert sum(sum(labels.values()) for labels in added.values()) == len(mined) + len(accepted) + plan["pregenerated_reserved"]
+        assert set(added) <= {"sdg", "mined_neighbour", "mined_hard_example"}
     embeddings = read_json(run / "iter1/embeddings/embeddings.json")
     assert len(embeddings["checkpoint_sha256"]) == 64
     report = (run / "DEFT_Loop_Report.html").read_text()
     assert 'id="failure-modes"' in report and "routed in iter1" in report and 'id="regression-gate"' in report
+
+
+def test_the_loop_never_reads_the_held_out_half_and_reports_it(tiny_run):
+    from aoideft import csvdata, holdout
+
+    run, config = tiny_run
+    kpi = pd.read_csv(Path(config["workspace"]) / "kpi/testing_set.csv", dtype=str, keep_default_na=False)
+    held_out = set(csvdata.row_key(kpi[holdout.held_out_mask(kpi, 0.5)]))
+    assert 0 < len(held_out) < len(kpi)
+    for label in ("baseline", "iter1", "iter2"):
+        gaps = pd.read_parquet(run / label / "rca/kpi_gaps.parquet")
+        targets = pd.read_parquet(run / label / "rca/failure_mode_targets.parquet")
+        assert not held_out & set(gaps["row_key"]) and not held_out & set(csvdata.row_key(targets))
+        best = read_json(run / label / "evaluate/best.json")
+        assert best["selection_basis"] == "validation"
+        halves = best["kpi_halves"]
+        assert halves["held_out"]["n_pass"] + halves["targeting"]["n_pass"] == (kpi["label"] == "PASS").sum()
+        assert set(halves["held_out"]["far_ci95"]) == {"recall_100", "recall_99_9", "recall_99_5"}
+        assert best["loop_far_pct"] == halves["targeting"]["far_pct"]
+    for n in (1, 2):
+        mined = pd.read_csv(run / f"iter{n}/mining/mined_rows.csv", dtype=str, keep_default_na=False)
+        assert not held_out & set(mined.loc[mined["mining_reason"] == "neighbour", "target_key"])
+    entry = state.read_state(run / "deft_state.json")["iterations"]["iter1"]
+    assert {"held_out_far_pct", "targeting_far_pct", "accepted", "incumbent"} <= set(entry)
+    best_model = read_json(run / "best_model.json")
+    assert best_model["selection_basis"] == "validation" and best_model["held_out"]["far_pct"] is not None
+    assert best_model["deploy_threshold_from"] == "validation, 100% recall"
+    summary = (run / "preflight/summary.md").read_text()
+    assert "KPI holdout ON: 50%" in summary
 
 
 def test_handoff_matches_the_contract(tiny_run):
@@ -221,23 +264,58 @@ def _restart_loop_at(run: Path, n: int) -> None:
     (run / "best_model.json").unlink()
 
 
-def test_regression_gate_stops_the_loop_on_a_constructed_regression(tiny_run, tmp_path):
+def _rescore_validation(run: Path, label: str, defect: float, passing: float) -> None:
+    """Give ``label``'s chosen checkpoint constant validation scores: one for defects, one for PASS rows."""
+    path = run / read_json(run / label / "evaluate/best.json")["validation_inference_csv"]
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame["siamese_score"] = [defect if label != "PASS" else passing for label in frame["label"]]
+    frame.to_csv(path, index=False)
+
+
+def test_the_gate_accepts_a_better_iteration_and_keeps_the_incumbent_against_a_worse_one(tiny_run, tmp_path):
     run, config = _copy_run(tiny_run, tmp_path)
     _restart_loop_at(run, 1)
-    baseline_val = read_json(run / "baseline/evaluate/best.json")["val_far_pct"]
-    best_path = run / "iter1/evaluate/best.json"
-    best = read_json(best_path)
-    best["val_far_pct"] = baseline_val + 5.0  # iter1 is now 5 points worse on validation
-    best_path.write_text(json.dumps(best))
-    config["deft"] = {**config["deft"], "regression_tolerance_pp": 2.0}
+    _rescore_validation(run, "iter1", defect=0.99, passing=0.01)  # separates every validation row
+    run_snakemake(config, tmp_path / "config.yaml", "iter1/decision.json")
+    decision = read_json(run / "iter1/decision.json")
+    assert decision["accepted"] and decision["incumbent"] == "iter1" and decision["gate"]["p_better"] >= 0.8
+
+    _restart_loop_at(run, 1)
+    _rescore_validation(run, "iter1", defect=0.01, passing=0.99)  # flags every PASS row at 100% recall
     run_snakemake(config, tmp_path / "config.yaml", "deft/summary.json")
     decision = read_json(run / "iter1/decision.json")
-    assert decision["stop"] and decision["reason"] == "regression"
-    assert f"{baseline_val + 5.0:.2f}%" in decision["message"] and "2.0pp" in decision["message"]
-    assert read_json(run / "deft/summary.json")["stop_reason"] == "regression"
-    assert not (run / "iter2").exists()
+    assert not decision["accepted"] and decision["incumbent"] == "baseline" and not decision["stop"]
+    assert decision["gate"]["p_worse"] > 0.9
+    # the data stays, the weights do not: iteration 2 trains on iter1's rows, from the baseline
+    spec = yaml.safe_load((run / "iter2/train/spec.yaml").read_text())
+    baseline = read_json(run / "baseline/evaluate/best.json")["best_ckpt_path"]
+    assert spec["train"]["pretrained_model_path"].endswith(baseline)
+    it1 = pd.read_csv(run / "iter1/dataset/train_combined_iter1.csv", dtype=str)
+    it2 = pd.read_csv(run / spec["dataset"]["classify"]["train_dataset"]["csv_path"], dtype=str)
+    assert set(it1["object_name"]) <= set(it2["object_name"])
+    # and iteration 2's targets come from the incumbent's RCA
+    assert read_json(run / "iter2/routing/routing_plan.json")["status"]
+    assert "from baseline" in (run / "loop_log.jsonl").read_text()
+    entry = state.read_state(run / "deft_state.json")["iterations"]["iter1"]
+    assert entry["accepted"] is False and entry["incumbent"] == "baseline"
+    summary = read_json(run / "deft/summary.json")
+    assert summary["best"]["iteration"] in {"baseline", "iter2"} and "iter1" not in summary["accepted"]
     report = (run / "DEFT_Loop_Report.html").read_text()
-    assert "stopped the loop" in report and "more than 2" in report
+    assert "rejected, incumbent kept" in report
+
+
+def test_the_random_control_fills_the_budget_with_random_pool_rows(tiny_run, tmp_path):
+    run, config = _copy_run(tiny_run, tmp_path)
+    for name in ("iter1", "iter2", "deft", "final_automl"):
+        shutil.rmtree(run / name)
+    (run / "best_model.json").unlink()
+    config["deft"] = {**config["deft"], "engine": "random", "max_iterations": 1}
+    run_snakemake(config, tmp_path / "config.yaml", "iter1/dataset/gate.json")
+    mined = pd.read_csv(run / "iter1/mining/mined_rows.csv", dtype=str, keep_default_na=False)
+    assert len(mined) == round(REPO_BUDGET["new_rows_fraction"] * TINY_TRAIN_ROWS)
+    assert (mined["mining_reason"] == "random").all()
+    assert pd.read_csv(run / "iter1/sdg/sdg_rows.csv", dtype=str).empty  # no synthesis, no ingestion
+    assert read_json(run / "iter1/routing/routing_plan.json")["routed_by"] == "random"
 
 
 def test_the_tao_style_engine_runs_the_same_stages(tiny_run, tmp_path):
@@ -245,11 +323,28 @@ def test_the_tao_style_engine_runs_the_same_stages(tiny_run, tmp_path):
     for name in ("iter1", "iter2", "deft", "final_automl"):
         shutil.rmtree(run / name)
     (run / "best_model.json").unlink()
-    config["deft"] = {**config["deft"], "engine": "tao", "max_iterations": 1, "budget": {"max_new_rows": 12}}
-    run_snakemake(config, tmp_path / "config.yaml", "deft/summary.json")
+    # TAO's loop and TAO's selection (kpi_holdout 0): the baseline is evaluated again, on the KPI set
+    for name in ("baseline/evaluate", "baseline/embeddings", "baseline/rca"):
+        shutil.rmtree(run / name)
+    (run / "baseline/decision.json").unlink()
+    config["deft"] = {**config["deft"], "engine": "tao", "max_iterations": 1, "budget": {"max_new_rows": 12},
+                      "kpi_holdout": 0}
+    run_snakemake(config, tmp_path / "config.yaml")
     plan = read_json(run / "iter1/routing/routing_plan.json")
     assert plan["routed_by"] == "labels"
     assert not (run / "iter1/sdg/verify").exists()  # TAO does not verify its synthetic pairs
     provenance = pd.read_csv(run / "iter1/dataset/train_combined_iter1_provenance.csv", dtype=str)
     assert 0 < (provenance["iteration_added"] == "1").sum() <= 12
     assert read_json(run / "deft/summary.json")["stop_reason"] == "max_iterations"
+    for label in ("baseline", "iter1"):
+        best = read_json(run / label / "evaluate/best.json")
+        kinds = best["by_kind"]
+        assert best["selection_basis"] == "kpi" and best["kpi_halves"] is None
+        assert best["far_pct"] == min(kinds[k]["far_pct"] for k in kinds) and best["loop_far_pct"] == best["far_pct"]
+    decision = read_json(run / "iter1/decision.json")
+    assert decision["accepted"] and decision["gate"] is None
+    best_model = read_json(run / "best_model.json")
+    farthest = {label: read_json(run / label / "evaluate/best.json")["far_pct"] for label in ("baseline", "iter1", "final_automl")}
+    assert best_model["far_pct"] == min(farthest.values()) and best_model["selection_basis"] == "kpi"
+    assert best_model["deploy_threshold"] == best_model["threshold"]
+    assert "KPI holdout OFF" in (run / "preflight/summary.md").read_text()

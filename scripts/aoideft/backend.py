@@ -40,8 +40,10 @@ class TrainerBackend(Protocol):
         """Write ``out_csv`` = the input CSV + ``siamese_score``; returns its path."""
         ...
 
-    def embed(self, checkpoint: Path, csv_path: Path, images_dir: Path, out_npy: Path) -> Path:
-        """Write float32 [N, D] embeddings + ``csvdata.embedding_keys_path(out_npy)``; returns ``out_npy``."""
+    def embed(self, checkpoint: Path, csv_path: Path, images_dir: Path, out_npy: Path,
+              scores_csv: Path | None = None) -> Path:
+        """Write float32 [N, D] embeddings + ``csvdata.embedding_keys_path(out_npy)`` (and, with
+        ``scores_csv``, the rows' ``siamese_score`` by this checkpoint); returns ``out_npy``."""
         ...
 
 
@@ -79,9 +81,10 @@ class EmbeddedBackend:
                                 decode_cache=self.options.get("decode_cache"))
         return Path(out_csv)
 
-    def embed(self, checkpoint: Path, csv_path: Path, images_dir: Path, out_npy: Path) -> Path:
+    def embed(self, checkpoint: Path, csv_path: Path, images_dir: Path, out_npy: Path,
+              scores_csv: Path | None = None) -> Path:
         inference.export_embeddings(checkpoint, csv_path, images_dir, out_npy, device=self.options.get("device"),
-                                    decode_cache=self.options.get("decode_cache"))
+                                    decode_cache=self.options.get("decode_cache"), scores_csv=scores_csv)
         return Path(out_npy)
 
 
@@ -117,7 +120,7 @@ class TaoBackend:
         options: dict | None = None,
     ) -> dict:
         """TAO trains into ``results_dir``; then every epoch checkpoint scores the validation CSV, so
-        ``best_val`` is the lowest validation FAR@100% recall, as with the embedded trainer."""
+        ``best_val`` is the lowest validation selection score, as with the embedded trainer."""
         started = time.perf_counter()
         results_dir = Path(results_dir).resolve()
         results_dir.mkdir(parents=True, exist_ok=True)
@@ -140,9 +143,9 @@ class TaoBackend:
             by_epoch.setdefault(ckpt.epoch, {"epoch": ckpt.epoch}).update({"step": ckpt.step, **score})
         history = [by_epoch[epoch] for epoch in sorted(by_epoch)]
         trainer.write_metrics(results_dir, history)
-        # Lower validation FAR@100% recall wins; ties go to the earlier checkpoint (the embedded rule
+        # The lower validation selection score wins; ties go to the earlier checkpoint (the embedded rule
         # breaks ties by val_loss, which TAO logs only at its validation_interval).
-        best_index = min(range(len(checkpoints)), key=lambda i: (scores[i]["val_far_pct"], i))
+        best_index = min(range(len(checkpoints)), key=lambda i: (*kpi.validation_order({**scores[i], "val_loss": None}), i))
         best, latest = checkpoints[best_index], checkpoints[-1]
         best_score = scores[best_index]
         summary = {
@@ -150,6 +153,7 @@ class TaoBackend:
             "image": self.setup.image,
             "best_epoch": best.epoch,
             "best_val_far_pct": best_score["val_far_pct"],
+            **{f"best_{key}": best_score[key] for key in ("val_selection", "val_expected_far_pct", "val_margin")},
             "best_val_loss": by_epoch[best.epoch].get("val_loss"),
             "best_val_threshold": best_score["val_threshold"],
             "final": history[-1],
@@ -173,12 +177,15 @@ class TaoBackend:
         self._score(spec, Path(checkpoint), Path(csv_path), Path(images_dir), Path(out_csv))
         return Path(out_csv)
 
-    def embed(self, checkpoint: Path, csv_path: Path, images_dir: Path, out_npy: Path) -> Path:
+    def embed(self, checkpoint: Path, csv_path: Path, images_dir: Path, out_npy: Path,
+              scores_csv: Path | None = None) -> Path:
         if self.setup.embedding_checkpoint is None:
             raise InputError("config tao.embedding_checkpoint is not set: the TAO backend embeds with a "
                              "ChangeNet-lite checkpoint (README: the TAO backend)")
         inference.export_embeddings(self.setup.embedding_checkpoint, csv_path, images_dir, out_npy,
                                     device=self.device, decode_cache=self.decode_cache)
+        if scores_csv is not None:  # the scores are the TAO model's own: a TAO inference job
+            self.infer(checkpoint, csv_path, images_dir, scores_csv)
         return Path(out_npy)
 
     # ---- internals --------------------------------------------------------------------------------
@@ -203,9 +210,9 @@ class TaoBackend:
     def _validation_score(self, job: dict, ckpt: tao_outputs.TaoCheckpoint, val_csv: Path, val_images: Path,
                           out_dir: Path) -> dict[str, Any]:
         scored = self._score(job, ckpt.path, val_csv, val_images, out_dir / f"{ckpt.path.stem}.csv")
-        metrics = kpi.evaluate_frame(scored, source=str(val_csv), bootstrap=0).metrics
-        flagged = int((scored[inference.SCORE_COLUMN] > 0.5).sum())
-        return {"val_far_pct": metrics["far_pct"], "val_threshold": metrics["threshold"],
+        scores = kpi.parse_scores(scored[inference.SCORE_COLUMN], source=str(val_csv))
+        flagged = int((scores > 0.5).sum())
+        return {**kpi.validation_metrics(kpi.defect_mask(scored["label"], source=str(val_csv)), scores),
                 "val_pred_counts": {"PASS": len(scored) - flagged, "NO_PASS": flagged}}
 
     def _run(self, action: str, job: dict, workdir: Path) -> None:

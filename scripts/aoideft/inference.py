@@ -102,24 +102,34 @@ def predict(
     batch_size: int,
     device: torch.device,
     output: str = "logits",
-) -> torch.Tensor:
-    """Eval-mode forward in batches; ``output`` 'logits' [N, 2] or 'embedding' [N, D]; float32 on CPU."""
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode forward in batches, float32 on CPU: ``output`` 'logits' [N, 2], 'embedding' [N, D], or
+    'both' (embedding, logits) from one pass (the head runs on the embedding it returns)."""
     model.eval()
-    forward = model if output == "logits" else model.embed
-    width = 2 if output == "logits" else model.arch.embedding_dim
-    chunks = []
+    embeddings, logits = [], []
     for start in range(0, len(golden), batch_size):
         batch_golden = golden[start : start + batch_size].to(device, non_blocking=True)
         batch_test = test[start : start + batch_size].to(device, non_blocking=True)
         with autocast(device):
-            chunks.append(forward(batch_golden, batch_test).float().cpu())
-    return torch.cat(chunks) if chunks else torch.empty(0, width)
+            if output == "logits":
+                logits.append(model(batch_golden, batch_test).float().cpu())
+                continue
+            embedding = model.embed(batch_golden, batch_test)
+            embeddings.append(embedding.float().cpu())
+            if output == "both":
+                logits.append(model.head(embedding).float().cpu())
+    as_tensor = lambda chunks, width: torch.cat(chunks) if chunks else torch.empty(0, width)
+    if output == "logits":
+        return as_tensor(logits, 2)
+    if output == "embedding":
+        return as_tensor(embeddings, model.arch.embedding_dim)
+    return as_tensor(embeddings, model.arch.embedding_dim), as_tensor(logits, 2)
 
 
 def _model_outputs(
     checkpoint: str | Path, csv_path: str | Path, images_dir: str | Path, *, output: str, batch_size: int,
     device: str | None, decode_cache: str | Path | None,
-) -> tuple[pd.DataFrame, torch.Tensor]:
+) -> tuple[pd.DataFrame, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
     """(CSV rows, model outputs per row): the checkpoint's model over every pair of ``csv_path``."""
     resolved = resolve_device(device)
     model = prepare_model(build_model_from_checkpoint(checkpoint), resolved)
@@ -156,14 +166,22 @@ def export_embeddings(
     batch_size: int = 64,
     device: str | None = None,
     decode_cache: str | Path | None = None,
+    scores_csv: str | Path | None = None,
 ) -> np.ndarray:
-    """Write float32 [N, D] embeddings to ``out_npy`` and the row keys to ``embedding_keys_path(out_npy)``."""
-    rows, embeddings = _model_outputs(checkpoint, csv_path, images_dir, output="embedding", batch_size=batch_size,
-                                      device=device, decode_cache=decode_cache)
+    """Write float32 [N, D] embeddings to ``out_npy`` and the row keys to ``embedding_keys_path(out_npy)``;
+    with ``scores_csv`` also the rows' keys and ``siamese_score`` from the same forward pass."""
+    output = "embedding" if scores_csv is None else "both"
+    rows, outputs = _model_outputs(checkpoint, csv_path, images_dir, output=output, batch_size=batch_size,
+                                   device=device, decode_cache=decode_cache)
+    embeddings, logits = (outputs, None) if scores_csv is None else outputs
     vectors = embeddings.numpy().astype(np.float32)
     with fsutil.atomic_path(out_npy) as tmp, open(tmp, "wb") as handle:
         np.save(handle, vectors)
     fsutil.write_csv(csvdata.embedding_keys_path(out_npy), rows[list(KEY_COLUMNS)])
+    if logits is not None:
+        scored = rows[list(KEY_COLUMNS)].copy()
+        scored[SCORE_COLUMN] = defect_scores(logits).numpy()
+        fsutil.write_csv(scores_csv, scored)
     return vectors
 
 

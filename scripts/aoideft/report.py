@@ -138,21 +138,25 @@ class FailureModeTable(TypedDict, total=False):
 
 class RegressionRow(TypedDict, total=False):
     iteration: str
-    val_far_pct: float | None
-    best_before: float | None
-    worse_by_pp: float | None
-    fired: bool
+    incumbent: str  # the model it was compared with
+    accepted: bool
+    p_better: float | None  # share of paired bootstrap resamples where it was better on validation
+    candidate_expected_far_pct: float | None
+    incumbent_expected_far_pct: float | None
+    note: str  # the iteration's stop/continue message
 
 
 class RegressionGate(TypedDict, total=False):
-    tolerance_pp: float | None  # None: the gate is off
+    enabled: bool  # False: deft.kpi_holdout 0 (TAO's behaviour), every iteration accepted
+    confidence: float
+    resamples: int
     rows: list[RegressionRow]
 
 
 class Phase3(TypedDict, total=False):
     ran: bool
     message: str
-    improved_over_deft: bool | None
+    improved_over_deft: bool | None  # Phase 3's winner passed the validation gate against the DEFT incumbent
 
 
 class ReportContext(TypedDict, total=False):

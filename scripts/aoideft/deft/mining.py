@@ -1,4 +1,11 @@
-"""Mining: pull mining-pool rows that look like the weak KPI rows (cosine k-NN on model embeddings).
+"""Mining: pull labelled mining-pool rows into training, three ways.
+
+- Neighbours (``mine``): pool rows that look like the weak KPI rows, by cosine k-NN on the current
+  model's embeddings (TAO's mining).
+- Hard examples (``hard_examples``): the pool rows the current model gets most wrong by its own
+  scores, since the pool is labelled: defects it scores lowest, PASS rows it scores highest,
+  measured from its validation threshold in logits.
+- Random rows (``random_rows``): the control a sceptic asks for (engine ``random``).
 
 TAO embeds targets and pool with SigLIP and keeps, per target, the top 5 pool rows with cosine
 similarity >= 0.9, de-duplicated across targets and across iterations (``mining_history.json``).
@@ -171,6 +178,7 @@ def mine(
     rows["target_label"] = [targets["label"].iloc[c[0]] for c in chosen]
     if "failure_mode" in targets.columns:
         rows["failure_mode"] = [targets["failure_mode"].iloc[c[0]] for c in chosen]
+    rows["mining_reason"] = NEIGHBOUR
 
     previous_yield = _previous_yield(history)
     if previous_yield and len(rows) < YIELD_DROP_WARN_FRACTION * previous_yield:
@@ -192,6 +200,54 @@ def mine(
         "label_aware": label_aware, "history_aware": history_aware,
     }
     return MiningResult(rows, warnings, rows.empty, reason, stats, iteration)
+
+
+NEIGHBOUR, HARD_EXAMPLE, RANDOM = "neighbour", "hard_example", "random"  # mined_rows.csv's mining_reason
+
+
+def _eligible(pool_keys: pd.Series, *, history: dict, exclude_keys: Collection[str], history_aware: bool,
+              iteration: int | None) -> np.ndarray:
+    past = [key for keys in _past_history(history, iteration).values() for key in keys] if history_aware else []
+    return ~_is_in(pool_keys, exclude_keys) & ~_is_in(pool_keys, past)
+
+
+def hard_examples(pool: pd.DataFrame, scores: np.ndarray, threshold: float, count: int, *,
+                  history: dict | None = None, exclude_keys: Collection[str] = frozenset(),
+                  history_aware: bool = True, iteration: int | None = None) -> pd.DataFrame:
+    """The ``count`` eligible pool rows with the highest weakness under the current model: how far its
+    score sits on the wrong side of ``threshold`` (its validation 100%-recall threshold), in logits
+    (defects: threshold - score, PASS: score - threshold; positive = misclassified). Unscored rows are
+    never chosen. Adds ``weakness`` and ``mining_reason`` columns; weakest first."""
+    pool = pool.reset_index(drop=True)
+    scores = np.asarray(scores, dtype=np.float64)
+    if len(scores) != len(pool):
+        raise ValueError(f"{len(scores)} pool scores for {len(pool)} pool rows")
+    eligible = _eligible(_keys(pool), history=history or {}, exclude_keys=exclude_keys, history_aware=history_aware,
+                         iteration=iteration) & np.isfinite(scores)
+
+    def logit(p):
+        p = np.clip(p, 1e-7, 1 - 1e-7)
+        return np.log(p / (1 - p))
+
+    is_defect = (pool["label"].astype(str) != csvdata.PASS_LABEL).to_numpy()
+    weakness = np.where(is_defect, logit(threshold) - logit(scores), logit(scores) - logit(threshold))
+    order = [int(i) for i in np.argsort(-weakness, kind="stable") if eligible[i]][:max(count, 0)]
+    rows = pool.iloc[order].reset_index(drop=True)
+    rows["weakness"] = weakness[order]
+    rows["mining_reason"] = HARD_EXAMPLE
+    return rows
+
+
+def random_rows(pool: pd.DataFrame, count: int, *, seed: int, history: dict | None = None,
+                exclude_keys: Collection[str] = frozenset(), iteration: int | None = None) -> pd.DataFrame:
+    """``count`` eligible pool rows drawn uniformly at random (seeded): the random-data control."""
+    pool = pool.reset_index(drop=True)
+    eligible = np.flatnonzero(_eligible(_keys(pool), history=history or {}, exclude_keys=exclude_keys,
+                                        history_aware=True, iteration=iteration))
+    chosen = np.random.default_rng(seed).permutation(eligible)[:max(count, 0)]
+    rows = pool.iloc[np.sort(chosen)].reset_index(drop=True)
+    rows["mining_reason"] = RANDOM
+    return rows
 
 
 def rows_keys(rows: pd.DataFrame) -> list[str]:

@@ -31,7 +31,6 @@ import copy
 import csv
 import ctypes
 import io
-import json
 import math
 import multiprocessing
 import os

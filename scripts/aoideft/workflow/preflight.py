@@ -177,6 +177,24 @@ def _device_line() -> str:
     return f"CPU only (torch {version}, {os.cpu_count()} cores)"
 
 
+def _budget_text(budget: dict) -> str:
+    if budget["max_new_rows"] is not None:
+        return f"at most {budget['max_new_rows']}"
+    return f"at most {budget['new_rows_fraction']:.0%} of the base training set's rows as"
+
+
+def _selection_lines(deft: dict) -> list[str]:
+    if deft["kpi_holdout"] == 0:
+        return ["KPI holdout OFF (deft.kpi_holdout 0, TAO's behaviour): checkpoints and the delivered model are "
+                "chosen by FAR on the KPI set, every iteration is accepted; the KPI figures are optimistic"]
+    group = f"by {deft['kpi_holdout_group']}" if deft["kpi_holdout_group"] else "by row"
+    return [f"KPI holdout ON: {deft['kpi_holdout']:.0%} of the KPI rows ({group}) are held out, read by nothing "
+            "in the loop; RCA, routing and mining see the rest (deft.kpi_holdout: 0 restores TAO's behaviour)",
+            f"every model choice on validation (expected FAR@100% recall under the bootstrap); an iteration "
+            f"replaces the incumbent only when better in {deft['gate']['confidence']:.0%} of "
+            f"{deft['gate']['resamples']} paired bootstrap resamples"]
+
+
 def compute_estimate(settings: RunSettings) -> dict[str, Any]:
     """Jobs x measured per-job seconds, from this run dir's Snakemake benchmark files."""
     cfg = settings.config
@@ -271,15 +289,16 @@ def render_summary(settings: RunSettings, report: inputs.WorkspaceReport | None,
         f"RCA top {deft['top_k_per_label']} per label",
         *_engine_lines(deft),
         f"mining top {deft['mining']['top_k_per_target']} per target, cosine >= {deft['mining']['min_similarity']}; "
-        f"at most {deft['budget']['max_new_rows']} new rows per iteration, synthetic share <= "
+        f"{_budget_text(deft['budget'])} new rows per iteration, synthetic share <= "
         f"{deft['budget']['max_synthetic_share']:.0%}",
-        "hard stops: leakage, missing files, an iteration that adds no rows, an unreachable KPI"
-        + (f", validation regression > {deft['regression_tolerance_pp']}pp" if deft["regression_tolerance_pp"] is not None else ""),
+        *_selection_lines(deft),
+        "hard stops: leakage, missing files, an iteration that adds no rows, an unreachable KPI",
     ])
     section("7. Phase 3: AutoML refinement", [
         f"{p3['max_recommendations']} recommendations on the final DEFT training CSV, same validation set, "
         f"metric and algorithm; first trial = Phase 1's winner",
-        "every trial warm-starts from the lowest-FAR DEFT iteration; learnable_difference_modules pinned",
+        "every trial warm-starts from the DEFT loop's delivered model (its incumbent; with kpi_holdout 0 the "
+        "lowest-FAR iteration); learnable_difference_modules pinned",
         "skipped if the DEFT loop hard-stops",
     ])
     estimate = compute_estimate(settings)

@@ -81,12 +81,20 @@ def phase_rows(settings: RunSettings) -> list[dict[str, Any]]:
         if label == "final_automl":
             summary = _maybe_json(run / "deft" / "summary.json") or {}
             row.update(_dataset_counts(run, summary.get("iterations", ["baseline"])[-1], settings))
-            row["note"] = (_maybe_json(run / "final_automl" / "best_rec.json") or {}).get(
-                "comparison", {}).get("message", "")
+            row["note"] = _phase3_verdict(run)
         else:
             row.update(_dataset_counts(run, label, settings))
         rows.append(row)
     return rows
+
+
+def _phase3_verdict(run: Path) -> str:
+    gate = (_maybe_json(run / "best_model.json") or {}).get("phase3_gate")
+    if not gate:
+        return ""
+    verdict = "passed" if gate["accept"] else "did not pass"
+    return (f"Phase 3's winner {verdict} the validation gate against the DEFT incumbent {gate['incumbent_label']} "
+            f"(better in {gate['p_better']:.0%} of paired bootstrap resamples, {gate['confidence']:.0%} needed)")
 
 
 def augmentation_rows(run: Path, labels: list[str]) -> list[dict[str, Any]]:
@@ -199,20 +207,29 @@ def failure_mode_tables(settings: RunSettings, labels: list[str]) -> list[dict[s
 
 
 def regression_gate(settings: RunSettings, labels: list[str]) -> dict[str, Any]:
-    """Validation FAR per iteration against the best before it, and whether the gate stopped the loop there."""
+    """The accept-or-keep gate's decision for every iteration (and Phase 3), on validation."""
     run = settings.run_dir
-    tolerance = settings.deft["regression_tolerance_pp"]
-    rows, best_before = [], None
-    for label in labels:
-        best = fsutil.read_json(run / label / "evaluate" / "best.json")
+    rows = []
+    gates = [(label, (_maybe_json(run / label / "decision.json") or {}).get("gate")) for label in labels[1:]]
+    phase3 = (_maybe_json(run / "best_model.json") or {}).get("phase3_gate")
+    for label, gate in gates + ([("final_automl", phase3)] if phase3 else []):
+        if not gate:
+            continue
         decision = _maybe_json(run / label / "decision.json") or {}
-        val = best.get("val_far_pct")
-        rows.append({"iteration": label, "val_far_pct": val, "best_before": best_before,
-                     "worse_by_pp": None if best_before is None or val is None else val - best_before,
-                     "fired": decision.get("reason") == "regression"})
-        if val is not None:
-            best_before = val if best_before is None else min(best_before, val)
-    return {"tolerance_pp": tolerance, "rows": rows}
+        rows.append({"iteration": label, "incumbent": gate.get("incumbent_label") or _incumbent_before(run, label),
+                     "accepted": gate["accept"], "p_better": gate["p_better"],
+                     "candidate_expected_far_pct": gate["candidate"]["expected_far_pct"],
+                     "incumbent_expected_far_pct": gate["incumbent"]["expected_far_pct"],
+                     "note": decision.get("message", "")})
+    cfg = settings.deft["gate"]
+    return {"enabled": settings.selects_on_validation, "confidence": cfg["confidence"], "resamples": cfg["resamples"],
+            "rows": rows}
+
+
+def _incumbent_before(run: Path, label: str) -> str:
+    n = int(label[len("iter"):])
+    previous = "baseline" if n == 1 else f"iter{n - 1}"
+    return (_maybe_json(run / previous / "decision.json") or {}).get("incumbent", previous)
 
 
 def iteration_cards(run: Path, labels: list[str], state: dict[str, Any]) -> list[dict[str, Any]]:
@@ -290,10 +307,10 @@ def build_context(settings: RunSettings) -> dict[str, Any]:
     phase3 = None
     best_rec3 = _maybe_json(run / "final_automl" / "best_rec.json")
     if best_rec3:
-        comparison = best_rec3.get("comparison", {})
+        gate = (_maybe_json(run / "best_model.json") or {}).get("phase3_gate")
         phase3 = {"ran": not best_rec3.get("skipped", False),
-                  "message": best_rec3.get("message") or comparison.get("message", ""),
-                  "improved_over_deft": comparison.get("improved")}
+                  "message": best_rec3.get("message") or _phase3_verdict(run),
+                  "improved_over_deft": gate["accept"] if gate else None}
     defect_types = []
     if best_eval:
         for label, info in sorted(best_eval["per_label"].items()):

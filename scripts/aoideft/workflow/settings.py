@@ -45,6 +45,16 @@ class RunSettings:
     def kpi_target(self) -> float:
         return float(self.config["kpi"]["target_far_pct"])
 
+    @property
+    def kpi_holdout(self) -> float:
+        """Share of the KPI rows the loop never reads; 0 = TAO's behaviour (README)."""
+        return float(self.config["deft"]["kpi_holdout"])
+
+    @property
+    def selects_on_validation(self) -> bool:
+        """Every model choice on validation with the accept-or-keep gate (else TAO's KPI-set choices)."""
+        return self.kpi_holdout > 0
+
 
 def resolve(config: dict[str, Any], repo_root: Path) -> RunSettings:
     """Resolve the config's relative paths: run_dir/workspace against the repository root,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .. import fsutil, state
+from .. import state
 from .settings import RunSettings
 
 STATE_FILE, LOG_FILE = "deft_state.json", "loop_log.jsonl"
@@ -45,7 +45,10 @@ def state_config(settings: RunSettings) -> dict[str, Any]:
                               "history_file": "iter<N>/mining/mining_history.json"},
         },
         "top_k_per_label": cfg["deft"]["top_k_per_label"],
-        "regression_tolerance_pp": cfg["deft"]["regression_tolerance_pp"],
+        "kpi_holdout": cfg["deft"]["kpi_holdout"],
+        "selection": "validation (kpi.selection_score), accept-or-keep gate" if cfg["deft"]["kpi_holdout"] > 0
+                     else "KPI set (TAO)",
+        "gate": cfg["deft"]["gate"],
     }
 
 
@@ -67,28 +70,12 @@ def commit(settings: RunSettings, iteration: str, stage: str, duration_sec: floa
                        state_updates=state_updates)
 
 
-def phase3_comparison(settings: RunSettings, phase3_val_score: float | None) -> dict[str, Any]:
-    """Phase 3's winner vs the DEFT winner on validation (the same set both were scored on)."""
-    summary = fsutil.read_json(settings.run_dir / "deft" / "summary.json")
-    deft_val = summary["best"].get("val_far_pct")
-    metric = settings.automl["metric"]
-    if phase3_val_score is None or deft_val is None or metric != "val_far_pct":
-        return {"improved": None, "deft_val_far_pct": deft_val, "phase3_score": phase3_val_score,
-                "message": "Phase 3 vs DEFT on validation: not comparable (metric or values missing)"}
-    improved = phase3_val_score <= deft_val
-    verdict = "improved on" if phase3_val_score < deft_val else ("matched" if improved else "is WORSE than")
-    return {
-        "improved": improved, "deft_val_far_pct": deft_val, "phase3_score": phase3_val_score,
-        "message": f"Phase 3 winner {verdict} the DEFT winner ({summary['best']['iteration']}) on validation: "
-                   f"FAR@100% recall {phase3_val_score:.2f}% vs {deft_val:.2f}%",
-    }
-
-
 def register_final_automl(settings: RunSettings, document: dict[str, Any]) -> None:
-    commit(settings, "final_automl", "train", 0.0, document.get("comparison", {}).get("message", "Phase 3 done"),
-           fields={"source": "automl_phase3", "rec_id": document["best"]["rec_id"],
-                   "best_ckpt_path": document["best"]["checkpoint_uri"],
-                   "phase3_comparison": document.get("comparison")})
+    best = document["best"]
+    commit(settings, "final_automl", "train", 0.0,
+           f"Phase 3 winner rec{best['rec_id']} ({document['metric_name']} {best['score']}); pick_best compares "
+           "it with the DEFT incumbent",
+           fields={"source": "automl_phase3", "rec_id": best["rec_id"], "best_ckpt_path": best["checkpoint_uri"]})
 
 
 def note_phase3_skipped(settings: RunSettings, message: str) -> None:
