@@ -1,24 +1,26 @@
-"""Ablation: TAO-style DEFT loop vs this failure-mode engine, same Phase 1 winner, same budgets, several seeds.
+"""Ablation with the controls a sceptic asks for: does the three-phase pipeline beat the same compute
+without the loop's data?
 
-    .venv/bin/python benchmarks/deft_ablation.py --seeds 1 2 3 --out-dir results/ablation \\
-        --json benchmarks/results/deft_ablation_cpu_2cores.json
+    .venv/bin/python benchmarks/deft_ablation.py --kind smt --seeds 1 2 3 --out-dir results/ablation_smt \\
+        --json benchmarks/results/deft_ablation_smt_cpu_2cores.json
 
-Runs the workflow itself (Snakemake, this repository's rules) on any config (default: the demo's,
-config/config.yaml; ``--config`` takes yours). Phase 1 and the baseline evaluation run once in
-``<out-dir>/base``; every (engine, seed) run starts from a copy of it, so all runs share the Phase 1
-winner, the pre-seeded baseline and its evaluation, and differ only in the loop:
+Per seed s (the demo workspace is generated with seed s, and AutoML and DEFT use seed s too), Phase 1
+and the baseline's evaluation run once in ``<out>/<kind>_seed<s>/base``; each variant starts from a
+copy of it (Phase 1's winner is shared):
 
-- ``tao``: TAO's loop: per-label weak rows, label routing, unverified SDG (num_sdg pairs split by
-  label), per-target mining, cut to the row budget;
-- ``failure_modes``: failure-mode RCA, the budgeted integer program, verified mode-conditioned SDG,
-  per-mode mining quotas.
+- ``pipeline``: the workflow as configured (failure-mode engine, KPI holdout, gate), all three phases;
+- ``random`` (control b): the same loop and Phase 3, the same row budget filled with random pool rows;
+- ``tao`` (control c): TAO's engine and TAO's selection (``deft.engine: tao``, ``deft.kpi_holdout: 0``),
+  all three phases. TAO chooses on the whole KPI set, held-out rows included, so its held-out
+  figure is optimistic: the control is given an advantage, not denied one;
+- ``same_epochs`` (control a): Phase 1's winner trained on the base set alone for as many more
+  epochs as the pipeline's delivered model had after Phase 1 (retrain epochs x iterations run +
+  Phase 3's epochs), warm-started from it: the same compute without the new data.
 
-Both get ``deft.max_iterations`` iterations and ``deft.budget.max_new_rows`` rows per iteration;
-``deft.seed`` = the run's seed (SDG, clustering, retrain seeds); ``--set KEY=VALUE`` overrides any
-other config key for all runs. Reported per run: the KPI FAR at
-100% recall (threshold chosen on the KPI set, as TAO reports it) and the deployable FAR (threshold
-calibrated on validation) of the model the loop ends with and of the loop's best model, with the
-rows each iteration added.
+Reported per variant and seed, for the delivered model (``best_model.json``; for control a its one
+model): FAR at 100% and 99.9% recall on the held-out KPI half (the same rows for every variant,
+``deft.kpi_holdout``'s split), TAO's figure (whole KPI set, threshold chosen on it), the deployable
+FAR on the held-out half and validation's selection score; then median and range over seeds.
 """
 
 from __future__ import annotations
@@ -34,152 +36,188 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+from aoideft import holdout, inference, kpi, spec as tao_spec, trainer  # noqa: E402
+
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]  # the interpreter that has this project's packages
-ENGINES = ("tao", "failure_modes")
+VARIANTS = {
+    "pipeline": {},
+    "random": {"deft.engine": "random"},
+    "tao": {"deft.engine": "tao", "deft.kpi_holdout": 0},
+}
+CONTROL_A = "same_epochs"
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=REPO / "config" / "config.yaml")
+    parser.add_argument("--kind", choices=("smt", "bare_board"), default="smt")
+    parser.add_argument("--preset", default="default")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
+    parser.add_argument("--variants", nargs="+", default=[*VARIANTS, CONTROL_A], choices=[*VARIANTS, CONTROL_A])
     parser.add_argument("--out-dir", type=Path, default=REPO / "results" / "ablation")
     parser.add_argument("--cores", type=int, default=2, help="snakemake --cores of each run")
-    parser.add_argument("--gpus", type=int, default=2, help="snakemake --resources gpu=N of each run")
-    parser.add_argument("--parallel", type=int, default=1, help="(engine, seed) runs at the same time")
+    parser.add_argument("--gpus", type=int, default=1, help="snakemake --resources gpu=N of each run")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, dotted key and a YAML value, e.g. deft.retrain_epochs=12")
+                        help="config override for every run, dotted key and a YAML value")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     return parser.parse_args()
 
 
-def with_overrides(config: dict, overrides: list[str]) -> dict:
+def with_overrides(config: dict, overrides: dict) -> dict:
     config = copy.deepcopy(config)
-    for item in overrides:
-        key, _, value = item.partition("=")
+    for key, value in overrides.items():
         node = config
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
+        node[leaf] = value
     return config
 
 
-def snakemake(config: dict, config_path: Path, target: str, cores: int, gpus: int, log: Path) -> subprocess.Popen:
+def snakemake(config: dict, config_path: Path, log: Path, cores: int, gpus: int, *targets: str) -> None:
     config_path.parent.mkdir(parents=True, exist_ok=True)
     config_path.write_text(yaml.safe_dump(config))
     command = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--configfile", str(config_path), "--cores", str(cores),
-               "--resources", f"gpu={gpus}", "--rerun-incomplete", target]
-    handle = open(log, "w")
-    return subprocess.Popen(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT,
-                            # one GPU-slot lock folder per run: parallel runs share the card(s)
-                            env={**os.environ, "AOIDEFT_GPU_LOCK_DIR": str(config_path.with_suffix(".gpu-locks"))})
-
-
-def wait(process: subprocess.Popen, log: Path) -> None:
-    if process.wait() != 0:
-        raise SystemExit(f"snakemake failed ({process.returncode}); see {log}:\n" + log.read_text()[-3000:])
+               "--resources", f"gpu={gpus}", "--rerun-incomplete", *targets]
+    with open(log, "w") as handle:
+        code = subprocess.call(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT,
+                               env={**os.environ, "AOIDEFT_GPU_LOCK_DIR": str(config_path.with_suffix(".gpu-locks"))})
+    if code != 0:
+        raise SystemExit(f"snakemake failed ({code}); see {log}:\n" + log.read_text()[-3000:])
 
 
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def run_result(run: Path) -> dict:
+def figures(validation_csv: Path, kpi_csv: Path, held_out: pd.Series) -> dict:
+    """The comparison's figures of one scored model (its validation and KPI inference CSVs)."""
+    validation = pd.read_csv(validation_csv, dtype=str, keep_default_na=False)
+    scored = pd.read_csv(kpi_csv, dtype=str, keep_default_na=False)
+    keys = scored["input_path"] + "/" + scored["object_name"]
+    mask = keys.map(held_out).to_numpy(dtype=bool)
+    val_truth, val_scores = kpi.defect_mask(validation["label"]), kpi.parse_scores(validation[kpi.SCORE_COLUMN])
+    calibration = kpi.operating_point_at_recall(val_truth, val_scores).threshold
+    truth, scores = kpi.defect_mask(scored["label"]), kpi.parse_scores(scored[kpi.SCORE_COLUMN])
+    held_truth, held_scores = truth[mask], scores[mask]
+    deployable = kpi.operating_point_at_threshold(held_truth, held_scores, calibration)
+    return {"held_out_far_pct": kpi.operating_point_at_recall(held_truth, held_scores).far_pct,
+            "held_out_far_99_9": kpi.operating_point_at_recall(held_truth, held_scores, 0.999).far_pct,
+            "held_out_deployable_far_pct": deployable.far_pct, "held_out_deployable_recall": deployable.recall,
+            "kpi_far_pct_tao": kpi.operating_point_at_recall(truth, scores).far_pct,
+            "val_expected_far_pct": kpi.selection_score(val_truth, val_scores).expected_far_pct}
+
+
+def delivered_figures(run: Path, held_out: pd.Series) -> dict:
+    best_model = read_json(run / "best_model.json")
+    best = read_json(run / best_model["iteration"] / "evaluate" / "best.json")
     summary = read_json(run / "deft" / "summary.json")
-    iterations = []
-    for label in summary["iterations"]:
-        best = read_json(run / label / "evaluate" / "best.json")
-        gate = read_json(run / label / "dataset" / "gate.json") if label != "baseline" else {}
-        iterations.append({"iteration": label, "far_pct": best["far_pct"], "deployable_far_pct": best["deployable_far_pct"],
-                           "deployable_recall": best["deployable_recall"], "val_far_pct": best["val_far_pct"],
-                           "rows_added": gate.get("rows_added", 0), "training_rows": gate.get("rows")})
-    best_label = summary["best"]["iteration"]
-    best = next(item for item in iterations if item["iteration"] == best_label)
-    return {"stop_reason": summary["stop_reason"], "iterations": iterations, "final": iterations[-1],
-            "best": best, "rows_added": sum(item["rows_added"] for item in iterations)}
+    trajectory = [{"model": label, "accepted": read_json(run / label / "decision.json").get("accepted", True),
+                   **figures(run / read_json(run / label / "evaluate" / "best.json")["validation_inference_csv"],
+                             run / read_json(run / label / "evaluate" / "best.json")["inference_csv"], held_out)}
+                  for label in summary["iterations"]]
+    phase3 = run / "final_automl" / "evaluate" / "best.json"
+    if phase3.is_file():
+        trajectory.append({"model": "final_automl", **figures(run / read_json(phase3)["validation_inference_csv"],
+                                                              run / read_json(phase3)["inference_csv"], held_out)})
+    return {"delivered": best_model["iteration"], "iterations_run": summary["iterations_run"],
+            "stop_reason": summary["stop_reason"],
+            **figures(run / best["validation_inference_csv"], run / best["inference_csv"], held_out),
+            "trajectory": trajectory}
+
+
+def control_same_epochs(base: Path, pipeline: Path, config: dict, held_out: pd.Series, out: Path) -> dict:
+    """Phase 1's winner trained on the base set for the pipeline's post-Phase-1 epochs, then scored."""
+    summary = read_json(pipeline / "deft" / "summary.json")
+    phase3 = read_json(pipeline / "final_automl" / "best_rec.json")
+    epochs = (config["deft"]["retrain_epochs"] or 0) * summary["iterations_run"]
+    epochs += phase3["best"].get("observed_budget", {}).get("num_epochs") or 0
+    spec = tao_spec.load_spec(base / "specs" / "baseline_spec_automl.yaml")
+    state = read_json(base / "deft_state.json")["config"]
+    spec = tao_spec.with_overrides(spec, {
+        "dataset.classify.train_dataset.csv_path": state["training_csv"],
+        "dataset.classify.train_dataset.images_dir": state["images_dir"],
+        "dataset.classify.validation_dataset.csv_path": state["validation_csv"],
+        "dataset.classify.validation_dataset.images_dir": state["images_dir"],
+        "train.num_epochs": max(1, epochs), "train.seed": config["deft"]["seed"] + 1,
+    })
+    checkpoint = base / read_json(base / "baseline" / "evaluate" / "best.json")["best_ckpt_path"]
+    trainer.train_from_spec(spec, out / "train", pretrained=checkpoint, options={"verbose": False})
+    best = out / "train" / "best_val.pth"
+    inference.run_inference(best, state["validation_csv"], state["images_dir"], out / "validation_inference.csv")
+    inference.run_inference(best, state["kpi_test_csv"], state["images_dir"], out / "inference.csv")
+    return {"delivered": f"Phase 1 winner + {epochs} epochs on the base set", "epochs": epochs,
+            **figures(out / "validation_inference.csv", out / "inference.csv", held_out)}
 
 
 def describe(values: list[float]) -> dict:
-    return {"mean": statistics.fmean(values), "pstdev": statistics.pstdev(values), "min": min(values),
-            "max": max(values), "values": values}
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "values": values}
 
 
 def main() -> None:
     args = parse_args()
-    config = with_overrides(yaml.safe_load(args.config.read_text()), args.overrides)
+    config = yaml.safe_load(args.config.read_text())
+    config = with_overrides(config, {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.overrides)})
     out = args.out_dir.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    started = time.time()
-    base = out / "base"
-    base_config = {**copy.deepcopy(config), "run_dir": str(base)}
-    print(f"Phase 1 and the baseline evaluation in {base} ...", flush=True)
-    wait(snakemake(base_config, out / "configs" / "base.yaml", "baseline/embeddings/embeddings.json",
-                   args.cores, args.gpus, out / "base.log"), out / "base.log")
-    base_s = time.time() - started
-
-    pending = [(engine, seed) for seed in args.seeds for engine in args.engines]
-    running: list[tuple[str, int, subprocess.Popen, Path, float]] = []
-    results: dict[str, dict[int, dict]] = {engine: {} for engine in args.engines}
-    while pending or running:
-        while pending and len(running) < args.parallel:
-            engine, seed = pending.pop(0)
-            run = out / f"{engine}_seed{seed}"
-            shutil.rmtree(run, ignore_errors=True)
-            shutil.copytree(base, run, symlinks=True)  # copy2: mtimes kept, so Snakemake redoes nothing shared
-            run_config = copy.deepcopy(config)
-            run_config["run_dir"] = str(run)
-            run_config.setdefault("deft", {}).update({"engine": engine, "seed": seed})
-            log = out / f"{engine}_seed{seed}.log"
-            print(f"{engine} seed {seed} ...", flush=True)
-            running.append((engine, seed, snakemake(run_config, out / "configs" / f"{engine}_seed{seed}.yaml",
-                                                    "deft/summary.json", args.cores, args.gpus, log), log, time.time()))
-        time.sleep(2)
-        for item in list(running):
-            engine, seed, process, log, t0 = item
-            if process.poll() is None:
+    results: dict[str, dict[int, dict]] = {variant: {} for variant in args.variants}
+    timing: dict[str, float] = {}
+    for seed in args.seeds:
+        root = out / f"{args.kind}_seed{seed}"
+        seeded = with_overrides(config, {"workspace": str(root / "workspace"), "demo.kind": args.kind,
+                                         "demo.preset": args.preset, "demo.seed": seed, "automl.seed": seed,
+                                         "deft.seed": seed})
+        base = root / "base"
+        started = time.time()
+        snakemake({**seeded, "run_dir": str(base)}, root / "configs" / "base.yaml", root / "base.log", args.cores,
+                  args.gpus, "baseline/decision.json")
+        timing[f"seed{seed}/base"] = time.time() - started
+        kpi_frame = pd.read_csv(root / "workspace" / "kpi" / "testing_set.csv", dtype=str, keep_default_na=False)
+        mask = holdout.held_out_mask(kpi_frame, config["deft"]["kpi_holdout"] or 0.5)
+        held_out = pd.Series(mask, index=kpi_frame["input_path"] + "/" + kpi_frame["object_name"])
+        for variant, changes in VARIANTS.items():
+            if variant not in args.variants:
                 continue
-            running.remove(item)
-            wait(process, log)
-            results[engine][seed] = {**run_result(out / f"{engine}_seed{seed}"), "wall_s": time.time() - t0}
-            final = results[engine][seed]["final"]
-            print(f"{engine} seed {seed}: final {final['iteration']} FAR {final['far_pct']:.2f}% "
-                  f"(deployable {final['deployable_far_pct']:.2f}%), {results[engine][seed]['rows_added']} rows added",
+            run = root / variant
+            shutil.rmtree(run, ignore_errors=True)
+            shutil.copytree(base, run, symlinks=True)  # copy2 keeps mtimes: Snakemake redoes nothing shared
+            if changes.get("deft.kpi_holdout") == 0:  # TAO's selection: the baseline is evaluated again
+                for name in ("baseline/evaluate", "baseline/embeddings", "baseline/rca", "baseline/decision.json"):
+                    target = run / name
+                    shutil.rmtree(target) if target.is_dir() else target.unlink()
+            started = time.time()
+            snakemake(with_overrides({**seeded, "run_dir": str(run)}, changes), root / "configs" / f"{variant}.yaml",
+                      root / f"{variant}.log", args.cores, args.gpus)
+            timing[f"seed{seed}/{variant}"] = time.time() - started
+            results[variant][seed] = delivered_figures(run, held_out)
+            print(f"{args.kind} seed {seed} {variant}: held-out FAR@100% {results[variant][seed]['held_out_far_pct']:.2f}%",
                   flush=True)
+        if CONTROL_A in args.variants:
+            started = time.time()
+            results[CONTROL_A][seed] = control_same_epochs(base, root / "pipeline", seeded, held_out, root / CONTROL_A)
+            timing[f"seed{seed}/{CONTROL_A}"] = time.time() - started
+            print(f"{args.kind} seed {seed} {CONTROL_A}: held-out FAR@100% "
+                  f"{results[CONTROL_A][seed]['held_out_far_pct']:.2f}%", flush=True)
 
-    summary = {}
-    for engine, runs in results.items():
-        seeds = sorted(runs)
-        summary[engine] = {
-            "final_far_pct": describe([runs[s]["final"]["far_pct"] for s in seeds]),
-            "final_deployable_far_pct": describe([runs[s]["final"]["deployable_far_pct"] for s in seeds]),
-            "best_far_pct": describe([runs[s]["best"]["far_pct"] for s in seeds]),
-            "best_deployable_far_pct": describe([runs[s]["best"]["deployable_far_pct"] for s in seeds]),
-            "rows_added": describe([runs[s]["rows_added"] for s in seeds]),
-        }
-    comparison = None
-    if set(ENGINES) <= set(results):
-        comparison = {str(seed): {"tao": results["tao"][seed]["final"]["far_pct"],
-                                  "failure_modes": results["failure_modes"][seed]["final"]["far_pct"],
-                                  "engine_lower": results["failure_modes"][seed]["final"]["far_pct"]
-                                  < results["tao"][seed]["final"]["far_pct"]}
-                      for seed in args.seeds}
-    baseline = read_json(base / "baseline" / "evaluate" / "best.json")
-    report = {
-        "config": str(args.config), "overrides": args.overrides, "seeds": args.seeds, "cores": args.cores,
-        "max_iterations": config.get("deft", {}).get("max_iterations"),
-        "max_new_rows": config.get("deft", {}).get("budget", {}).get("max_new_rows"),
-        "baseline": {"far_pct": baseline["far_pct"], "deployable_far_pct": baseline["deployable_far_pct"]},
-        "base_wall_s": base_s, "total_wall_s": time.time() - started,
-        "summary": summary, "per_seed_final_far_pct": comparison, "runs": results,
-    }
-    text = json.dumps(report, indent=2)
-    print(text)
+    keys = ("held_out_far_pct", "held_out_far_99_9", "held_out_deployable_far_pct", "kpi_far_pct_tao",
+            "val_expected_far_pct")
+    summary = {variant: {key: describe([runs[s][key] for s in sorted(runs)]) for key in keys}
+               for variant, runs in results.items() if runs}
+    print("| variant | held-out FAR@100% median (range) | held-out FAR@99.9% | held-out deployable | TAO's figure (KPI set) |")
+    print("|---|---|---|---|---|")
+    for variant, stats in summary.items():
+        cells = [f"{stats[k]['median']:.2f} ({stats[k]['min']:.2f}-{stats[k]['max']:.2f})" for k in keys[:4]]
+        print(f"| {variant} | " + " | ".join(cells) + " |")
+    report = {"kind": args.kind, "preset": args.preset, "config": str(args.config), "overrides": args.overrides,
+              "seeds": args.seeds, "cores": args.cores, "summary": summary, "runs": results, "wall_s": timing}
     if args.json:
-        args.json.write_text(text + "\n")
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":
