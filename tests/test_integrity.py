@@ -1,0 +1,151 @@
+"""Data integrity beyond the pre-flight (issue 16): file modes on a shared run directory, the
+GPU-slot lock folder shared by several users, TAO's output in the rule log, TAO 7.0.0-EA files
+(spec template, state layout) and the iteration status of a finished run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aoideft import fsutil
+from aoideft.errors import InputError
+from aoideft.tao import runtime
+from aoideft.workflow import gpu_slots
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test (and restore it)."""
+    saved = os.umask(0o022)
+    os.umask(saved)
+
+    def use(value: int) -> None:
+        os.umask(value)
+
+    yield use
+    os.umask(saved)
+
+
+# ---- written files follow the umask ----------------------------------------------------------
+@pytest.mark.parametrize("mask,expected", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_atomic_writes_follow_the_umask(tmp_path, umask, mask, expected):
+    umask(mask)
+    import pandas as pd
+
+    fsutil.write_json(tmp_path / "best_model.json", {"far_pct": 1.0})
+    fsutil.write_csv(tmp_path / "rows.csv", pd.DataFrame({"object_name": ["007"]}))
+    fsutil.write_bytes(tmp_path / "cache" / "entry", b"x", durable=False)
+    for name in ("best_model.json", "rows.csv", "cache/entry"):
+        assert _mode(tmp_path / name) == expected, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best_model.json", "cache", "rows.csv"], "no temp files left"
+
+
+def test_a_tiny_run_leaves_files_colleagues_can_read(tiny_run):
+    """Every file of the end-to-end tiny run has the group/other bits the umask allows (not 0600)."""
+    run, _ = tiny_run
+    allowed = 0o666 & ~_current_umask()
+    files = [p for p in run.rglob("*") if p.is_file() and not p.is_symlink() and ".snakemake" not in p.parts]
+    wrong = [str(p.relative_to(run)) for p in files if _mode(p) & 0o066 != allowed & 0o066]
+    assert len(files) > 100 and not wrong, wrong[:10]
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# ---- the GPU-slot lock folder is shared by every user --------------------------------------------
+def test_lock_folder_and_files_are_shared_whatever_the_umask(tmp_path, umask, monkeypatch):
+    umask(0o077)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    lock_dir = tmp_path / "aoideft-gpu-slots" / "slurm-job-7"
+    slot = gpu_slots.acquire(lock_dir, wait_seconds=1)
+    try:
+        assert slot.device == "0"
+        assert _mode(lock_dir) == _mode(lock_dir.parent) == 0o1777
+        assert _mode(lock_dir / "gpu0.lock") == 0o666
+    finally:
+        slot.release()
+
+
+UNPRIVILEGED = ["setpriv", "--inh-caps=-dac_override,-dac_read_search,-fowner",
+                "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+
+
+def _unprivileged(command: list[str]) -> list[str]:
+    """Run as root without the capabilities that ignore file modes: what another user's job sees of
+    files root did not make readable for it (root owns nothing here, see the chown below)."""
+    if os.geteuid() != 0:
+        return command
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: cannot drop the file-mode capabilities")
+    return [*UNPRIVILEGED, *command]
+
+
+ACQUIRE = """
+import sys
+from pathlib import Path
+from aoideft.errors import InputError
+from aoideft.workflow import gpu_slots
+try:
+    slot = gpu_slots.acquire(Path(sys.argv[1]), wait_seconds=1)
+except InputError as error:
+    print("REFUSED", error)
+else:
+    print("SLOT", slot.device)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making files of another user needs root (chown)")
+def test_another_users_lock_files_still_give_a_slot_or_one_clear_line(tmp_path):
+    """A folder and lock file left by another user's job (the layout before this fix: 0755 and
+    0644): the lock file still takes a flock (read-only), and an unwritable folder is one line."""
+    tmp_path.chmod(0o755)
+    shared = tmp_path / "slots"
+    shared.mkdir(mode=0o755)
+    (shared / "gpu0.lock").touch(mode=0o644)
+    for path in (shared, shared / "gpu0.lock"):
+        os.chown(path, 65534, 65534)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "0"}
+    env.pop("SLURM_JOB_ID", None)
+
+    def acquire(lock_dir: Path) -> str:
+        proc = subprocess.run(_unprivileged([sys.executable, "-c", ACQUIRE, str(lock_dir)]), env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    assert acquire(shared) == "SLOT 0"
+    env["CUDA_VISIBLE_DEVICES"] = "1"  # gpu1.lock is new: the folder must take it, and does not
+    refused = acquire(shared)
+    assert refused.startswith("REFUSED GPU-slot lock") and str(shared) in refused and "chmod 1777" in refused
+    assert "AOIDEFT_GPU_LOCK_DIR" in refused and "\n" not in refused
+
+
+# ---- TAO's own output reaches the rule log -----------------------------------------------------
+def test_tao_output_and_traceback_go_to_the_rule_log(tmp_path, monkeypatch):
+    log = tmp_path / "train.log"
+    # What the fake prints is not spelt out in its command line (which the log shows too).
+    fake = ("import sys; print('epoch', 0, 'loss', 0.7); "
+            "print('RuntimeError:', 'CUDA', 'out of memory', file=sys.stderr); sys.exit(3)")
+    with open(log, "a", buffering=1, encoding="utf-8") as stream:
+        monkeypatch.setattr(sys, "stdout", stream)  # what rulekit.run_rule does in a rule script
+        monkeypatch.setattr(sys, "stderr", stream)
+        code = runtime.run_command([sys.executable, "-c", fake], tmp_path)
+        monkeypatch.undo()
+    text = log.read_text()
+    assert code == 3
+    assert "epoch 0 loss 0.7" in text and "RuntimeError: CUDA out of memory" in text, text
