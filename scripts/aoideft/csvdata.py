@@ -9,6 +9,8 @@ label is a defect. Messages name the CSV and 1-based data rows (row 1 = first ro
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -113,16 +115,47 @@ def read_pairs_csv(csv_path: str | os.PathLike, *, images_dir: str | os.PathLike
 
 
 def _read_frame(path: Path, name: str) -> pd.DataFrame:
-    if not path.is_file():
-        raise InputError(f"{name}: CSV file not found; check the path")
+    return read_text_csv(path, name, expected=f"columns {', '.join(REQUIRED_COLUMNS)}").fillna("").reset_index(drop=True)
+
+
+def read_text_csv(path: str | os.PathLike, name: str, *, expected: str) -> pd.DataFrame:
+    """Every column as text (identifiers such as ``000019`` stay as written), empty cells as ''.
+
+    One InputError naming the CSV (``name``) and saying what to do, for each way the file can be
+    unusable: not found, unreadable (permissions), not UTF-8 (the first offending line), no header
+    (``expected`` says what it should hold), a malformed line, or one column name twice (pandas would
+    rename the second ``label`` to ``label.1`` and the first would silently win).
+    """
+    path = Path(path)
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        raw = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        raise InputError(f"{name}: CSV file not found; check the path") from None
+    except PermissionError:
+        raise InputError(f"{name}: cannot read the CSV (permission denied for this user); make it readable "
+                         f"(chmod a+r on the file and a+x on its folders, or ask their owner)") from None
+    except OSError as exc:
+        raise InputError(f"{name}: cannot read the CSV ({exc.strerror or exc}); check the file") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise InputError(f"{name}: line {line} is not UTF-8 (byte 0x{raw[exc.start]:02x}); the file is in another "
+                         f"encoding, e.g. Windows-1252 from Excel: save it as UTF-8 (Excel: Save As 'CSV UTF-8'; "
+                         f"or iconv -f cp1252 -t utf-8)") from None
+    header = next(csv.reader(io.StringIO(text)), [])
+    repeated = sorted({column for column in header if header.count(column) > 1})
+    if repeated:
+        where = "; ".join(f"'{column}' in columns {', '.join(str(i + 1) for i, c in enumerate(header) if c == column)}"
+                          for column in repeated)
+        raise InputError(f"{name}: the header names a column more than once ({where}); keep one column of each "
+                         f"name (which one holds the right values cannot be guessed)")
+    try:
+        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
-        raise InputError(f"{name}: the CSV is empty (no header row); expected columns "
-                         f"{', '.join(REQUIRED_COLUMNS)}") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputError(f"{name}: the CSV is empty (no header row); expected {expected}") from None
+    except pd.errors.ParserError as exc:
         raise InputError(f"{name}: cannot parse the CSV ({exc}); fix the malformed line") from None
-    return frame.fillna("").reset_index(drop=True)
 
 
 def _rows(mask: pd.Series | np.ndarray) -> list[int]:
