@@ -65,10 +65,10 @@ def evaluate(settings: RunSettings, it: str, inference_summary: Path, out_best: 
     bootstrap = settings.config["kpi"]["bootstrap"]
     results: dict[str, dict[str, Any]] = {}
     for kind, files in kinds.items():
-        validation = kpi.evaluate_frame(pd.read_csv(run / files["validation"], keep_default_na=False),
+        validation = kpi.evaluate_frame(kpi.read_inference_csv(run / files["validation"]),
                                         source=files["validation"], bootstrap=0)
         kpi_eval = kpi.evaluate_frame(
-            pd.read_csv(run / files["kpi"], keep_default_na=False), source=files["kpi"],
+            kpi.read_inference_csv(run / files["kpi"]), source=files["kpi"],
             bootstrap=bootstrap, calibration_threshold=validation.metrics["threshold"],
         )
         kpi.write_evaluation(kpi_eval, out_best.parent / kind)
@@ -114,7 +114,8 @@ def run_rca(settings: RunSettings, it: str, best_path: Path, out_metrics: Path) 
     started = time.time()
     best = fsutil.read_json(best_path)
     lights, ext = _lights_and_ext(settings)
-    inference = pd.read_csv(settings.run_dir / best["inference_csv"], keep_default_na=False)
+    # As text: a zero-padded object_name ('000019') must stay the key the embeddings were written with.
+    inference = kpi.read_inference_csv(settings.run_dir / best["inference_csv"])
     result = rca.analyse(inference, lights=lights, images_dir=settings.images_dir, image_ext=ext,
                          top_k_per_label=settings.deft["top_k_per_label"])
     rca.write_rca(result, out_metrics.parent)
@@ -331,7 +332,7 @@ def _verified(settings: RunSettings, n: int, candidates: pd.DataFrame, targets: 
     fsutil.write_csv(candidates_csv, candidates)
     scored = backend.infer(ckpt, candidates_csv, settings.run_images, out_dir / "verify" / "candidates_scored.csv")
     backend.embed(ckpt, candidates_csv, settings.run_images, out_dir / "verify" / "candidates.npy")
-    scores = pd.read_csv(scored, keep_default_na=False)[kpi.SCORE_COLUMN].to_numpy(dtype=float)
+    scores = kpi.parse_scores(kpi.read_inference_csv(scored)[kpi.SCORE_COLUMN], source=str(scored))
     operating = fsutil.read_json(rca_dir / failure_modes.MODES_FILE)["operating"]
     rules = sdg.VerifyRules(pass_threshold=operating["kpi_threshold"], defect_threshold=operating["target_threshold"],
                             margin=cfg["reject_margin"], near_duplicate_cosine=cfg["near_duplicate_cosine"],

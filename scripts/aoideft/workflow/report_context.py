@@ -99,8 +99,8 @@ def augmentation_rows(run: Path, labels: list[str]) -> list[dict[str, Any]]:
         gate = _maybe_json(run / label / "dataset" / "gate.json") or {}
         rows.append({
             "iteration": label,
-            "sdg_generated": len(pd.read_csv(sdg)) if sdg.is_file() else 0,
-            "mined": len(pd.read_csv(mined)) if mined.is_file() else 0,
+            "sdg_generated": len(pd.read_csv(sdg, dtype=str)) if sdg.is_file() else 0,
+            "mined": len(pd.read_csv(mined, dtype=str)) if mined.is_file() else 0,
             "total_added": gate.get("rows_added", 0),
         })
     return rows
