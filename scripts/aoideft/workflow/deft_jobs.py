@@ -13,7 +13,7 @@ import pandas as pd
 from .. import csvdata, fsutil, kpi, spec as tao_spec, state
 from ..deft import assemble, failure_modes, mining, rca, routing, sdg
 from ..errors import InputError
-from . import checkpoints, state_hooks
+from . import checkpoints, inputs, state_hooks
 from .loop import walk_loop
 from .settings import RunSettings, model_backend
 
@@ -390,6 +390,7 @@ def _mine_targets(settings: RunSettings, n: int, targets: pd.DataFrame, pool: pd
     history = _history_before(settings, n)
     exclude = set(csvdata.row_key(_read(settings.validation_csv, settings.images_dir, settings, "validation CSV")))
     exclude |= set(kpi_keys)
+    exclude |= inputs.pool_exclusions(settings)  # copies of train/validation/KPI pairs, by content
     return mining.mine(target_rows, target_emb, pool, pool_emb,
                        top_k_per_target=cfg["top_k_per_target"], min_similarity=cfg["min_similarity"],
                        history=history, exclude_keys=exclude, label_aware=cfg["label_aware"],
