@@ -4,6 +4,7 @@ GPU-slot lock folder shared by several users, TAO's output in the rule log, TAO 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -149,3 +150,100 @@ def test_tao_output_and_traceback_go_to_the_rule_log(tmp_path, monkeypatch):
     text = log.read_text()
     assert code == 3
     assert "epoch 0 loss 0.7" in text and "RuntimeError: CUDA out of memory" in text, text
+
+
+# ---- TAO 7.0.0-EA state: read, migrated on resume -------------------------------------------------
+EA_STATE, EA_LOG = DATA / "tao_7_0_0_ea_deft_state.json", DATA / "tao_7_0_0_ea_loop_log.jsonl"
+
+
+@pytest.fixture
+def ea_run(tmp_path) -> tuple[Path, Path]:
+    paths = tmp_path / "deft_state.json", tmp_path / "loop_log.jsonl"
+    shutil.copyfile(EA_STATE, paths[0])
+    shutil.copyfile(EA_LOG, paths[1])
+    return paths
+
+
+def test_an_ea_state_is_read_with_its_log_as_events(ea_run):
+    from aoideft import state
+
+    ea = json.loads(EA_STATE.read_text())
+    current = state.read_state(ea_run[0])
+    assert current["version"] == 4 and current["migrated_from"]["version"] == 2
+    assert current["iterations"] == ea["iterations"] and current["config"] == ea["config"]
+    assert current["kpi_target"] == ea["kpi_target"] and current["metric_contract"]["target"] == 5.0
+    # One event per (iteration, stage): the retried data_mining keeps its last (ok) entry.
+    assert [(e["seq"], e["iter"], e["stage"], e["status"]) for e in current["events"]] == [
+        (1, "baseline", "train", "ok"), (2, "baseline", "evaluate", "ok"), (3, "baseline", "rca", "ok"),
+        (4, "iter1", "routing", "ok"), (5, "iter1", "anomalygen", "ok"), (7, "iter1", "data_mining", "ok")]
+    assert "anomalygen" in current["_completed_step_values"]
+    assert ea_run[0].read_bytes() == EA_STATE.read_bytes(), "reading does not write"
+    label, entry = state.pick_best(current)
+    assert (label, entry["far_pct"]) == ("baseline", 41.2)
+
+
+def test_resuming_an_ea_run_migrates_it_and_keeps_the_ea_files(ea_run):
+    from aoideft import state
+
+    state.commit_stage(*ea_run, iteration="iter1", stage="data_merge", summary="merged", duration_sec=3.0,
+                       fields={"training_rows": 120})
+    written = json.loads(ea_run[0].read_text())
+    assert written["version"] == 4 and written["events"][-1]["seq"] == 8
+    assert written["iterations"]["iter1"]["stage_completed"] == "data_merge"
+    assert state.read_log(ea_run[1]) == written["events"]
+    assert (ea_run[0].parent / "deft_state.ea.json").read_bytes() == EA_STATE.read_bytes()
+    assert (ea_run[0].parent / "loop_log.ea.jsonl").read_bytes() == EA_LOG.read_bytes(), "superseded entries kept"
+    state.commit_stage(*ea_run, iteration="iter1", stage="train", summary="trained", duration_sec=3.0)
+    assert (ea_run[0].parent / "deft_state.ea.json").read_bytes() == EA_STATE.read_bytes(), "backed up once"
+
+
+def test_init_state_on_an_ea_state_compares_the_data_not_ea_wording(ea_run):
+    from aoideft import state
+
+    ea = json.loads(EA_STATE.read_text())
+    ours = {key: ea["config"][key] for key in ("specs_file", "training_csv", "validation_csv", "kpi_test_csv",
+                                                "images_dir")}
+    same = dict(results_dir=ea["results_dir"], kpi_target_far_pct=5.0, max_iterations=3)
+    resumed = state.init_state(*ea_run, config={**ours, "backend": "embedded"}, **same)
+    assert resumed["iterations"] == ea["iterations"]
+    with pytest.raises(InputError, match=r"belongs to another run config \(differs in config\.training_csv\)"):
+        state.init_state(*ea_run, config={**ours, "training_csv": "/elsewhere.csv"}, **same)
+
+
+def test_an_ea_log_line_without_a_stage_is_named(ea_run):
+    from aoideft import state
+
+    ea_run[1].write_text(EA_LOG.read_text() + '{"seq": 8, "summary": "no stage"}\n')
+    with pytest.raises(InputError, match=r"loop_log\.jsonl line 8: not a stage log entry"):
+        state.read_state(ea_run[0])
+
+
+# ---- an iteration is complete when the stage that ends it commits --------------------------------
+def test_the_stage_that_ends_an_iteration_marks_it_complete(tmp_path):
+    from aoideft import state
+
+    paths = tmp_path / "deft_state.json", tmp_path / "loop_log.jsonl"
+    config = {key: f"/ws/{key}" for key in ("specs_file", "training_csv", "validation_csv", "kpi_test_csv",
+                                            "images_dir")}
+    state.init_state(*paths, config=config, results_dir=tmp_path, kpi_target_far_pct=5.0, max_iterations=2)
+
+    def commit(iteration, stage, **kwargs):
+        return state.commit_stage(*paths, iteration=iteration, stage=stage, summary="-", duration_sec=0, **kwargs)
+
+    assert commit("baseline", "evaluate")["iterations"]["baseline"]["status"] == "in_progress"
+    assert commit("baseline", "loop_stop")["iterations"]["baseline"]["status"] == "complete"
+    assert commit("iter1", "loop_stop", status="error")["iterations"]["iter1"]["status"] == "failed"
+    assert commit("iter1", "loop_stop")["iterations"]["iter1"]["status"] == "complete"
+    assert commit("final_automl", "train", fields={"status": "skipped"})["iterations"]["final_automl"]["status"] \
+        == "skipped"
+    assert commit("final_automl", "train")["iterations"]["final_automl"]["status"] == "complete"
+
+
+def test_a_finished_tiny_run_has_every_iteration_complete(tiny_run):
+    from aoideft import state
+
+    run, _ = tiny_run
+    current = state.read_state(run / "deft_state.json")
+    assert current["status"] == "complete"
+    assert {label: entry["status"] for label, entry in current["iterations"].items()} == {
+        "baseline": "complete", "iter1": "complete", "iter2": "complete", "final_automl": "complete"}
