@@ -377,6 +377,52 @@ def test_the_gate_stops_snakemake_before_any_job(tmp_path, tiny_workspace):
     assert not (tmp_path / "run" / "preflight").exists()
 
 
+def _zero_padded_names(ws: Path) -> dict[str, str]:
+    """Every object_name of the four CSVs as a zero-padded number ('000019'), its image files renamed to
+    match; returns old -> new."""
+    names: dict[str, str] = {}
+    for rel in (TRAIN, VALIDATION, KPI, POOL):
+        for name in _csv(ws, rel)["object_name"]:
+            names.setdefault(name, f"{len(names) + 1:06d}")
+    lights = yaml.safe_load((ws / "specs" / "baseline_spec.yaml").read_text())["dataset"]["classify"]["input_map"]
+    for image in sorted((ws / "images").rglob("*.jpg")):
+        light = next(light for light in lights if image.stem.endswith(f"_{light}"))
+        image.rename(image.with_name(f"{names[image.stem[:-len(light) - 1]]}_{light}{image.suffix}"))
+    for rel in (TRAIN, VALIDATION, KPI, POOL):
+        frame = _csv(ws, rel)
+        _write(ws, rel, frame.assign(object_name=frame["object_name"].map(names)))
+    return names
+
+
+def test_zero_padded_names_and_pool_copies_through_the_loop(tmp_path, tiny_workspace):
+    """Numeric object names with leading zeros stay strings in every CSV the workflow reads and writes
+    (RCA used to look up KPI embeddings for 19, not 000019), and the pool's byte-identical copies of
+    KPI pairs (similarity 1.0 to their targets) and of a training pair with the other label are never
+    mined: the real workflow up to iteration 1's validated training CSV."""
+    workspace = tmp_path / "workspace"
+    shutil.copytree(tiny_workspace, workspace)
+    names = set(_zero_padded_names(workspace).values())
+    for row in (0, 1, 2, 3):
+        _copy_pair(workspace, KPI, row, POOL, "pool/kpi-copies")
+    _copy_pair(workspace, TRAIN, 4, POOL, "pool/train-copies", label=_other_label(workspace, TRAIN, 4))
+    copies = set(_csv(workspace, POOL)["input_path"].iloc[-5:] + "/" + _csv(workspace, POOL)["object_name"].iloc[-5:])
+    run = tmp_path / "run"
+    config = tiny_config(workspace, run, **{"automl.phase1.max_recommendations": 1, "deft.max_iterations": 1})
+    run_snakemake(config, tmp_path / "config.yaml", "iter1/dataset/gate.json")
+    mined = pd.read_csv(run / "iter1" / "mining" / "mined_rows.csv", dtype=str, keep_default_na=False)
+    summary = yaml.safe_load((run / "iter1" / "mining" / "mining_summary.json").read_text())
+    assert not set(mined["input_path"] + "/" + mined["object_name"]) & copies, "a copy was mined"
+    assert summary["stats"]["excluded_rows"] == len(copies)
+    dataset = run / "iter1" / "dataset"
+    combined = pd.read_csv(dataset / "train_combined_iter1.csv", dtype=str, keep_default_na=False)
+    provenance = pd.read_csv(dataset / "train_combined_iter1_provenance.csv", dtype=str, keep_default_na=False)
+    real = combined["object_name"][provenance["source"].isin(["base_train", "mining_pool"]).to_numpy()]
+    assert len(real) == 60 + len(mined) and set(real) <= names, "object names kept as written"
+    kpi = pd.read_csv(run / "baseline" / "inference" / "best_val" / "inference.csv", dtype=str, keep_default_na=False)
+    assert set(kpi["object_name"]) <= names
+    assert yaml.safe_load((run / "iter1" / "dataset" / "gate.json").read_text())["hard_stop"] is False
+
+
 def _unprivileged() -> list[str]:
     """A command prefix under which file modes apply: nothing for a normal user; for root, setpriv
     without the capabilities that bypass them (root can read any file otherwise)."""
