@@ -449,6 +449,8 @@ SNAKEMAKE_CASES = [
      r"run_dir .*/workspace/results/run lies inside the workspace"),
     ("run_dir equal to the workspace", lambda ws, c: c.update(run_dir=str(ws)), r"run_dir .*/workspace is the workspace"),
     ("unreadable CSV", _unreadable(KPI), r"testing_set\.csv\): cannot read the CSV \(permission denied for this user\)"),
+    ("unreadable spec file", _unreadable("specs/baseline_spec.yaml"),
+     r"baseline_spec\.yaml: cannot read the spec file \(permission denied for this user\); make it readable"),
     ("unreadable spec folder", _unreadable("specs"),
      r"specs/baseline_spec\.yaml: permission denied for this user .*make it and its folders readable"),
     ("nested config key typo", _nested_typo, r"unknown config key deft\.max_iteration; did you mean deft\.max_iterations\?"),
@@ -473,7 +475,7 @@ def test_snakemake_n_refuses_in_one_line_and_writes_nothing_into_the_workspace(c
     try:
         proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     finally:
-        for path in (workspace / KPI, workspace / "specs"):
+        for path in (workspace / "specs", workspace / KPI, workspace / "specs" / "baseline_spec.yaml"):
             path.chmod(0o755 if path.is_dir() else 0o644)
     lines = [line for line in proc.stderr.splitlines() if line.startswith("PRE-FLIGHT FAILED: ")]
     assert proc.returncode == 1 and len(lines) == 1, proc.stderr[-3000:]

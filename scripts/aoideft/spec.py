@@ -287,6 +287,9 @@ def load_spec(path: str | os.PathLike) -> dict:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(f"{path}: spec file not found; check the path") from None
+    except PermissionError:
+        raise InputError(f"{path}: cannot read the spec file (permission denied for this user); make it readable "
+                         "(chmod a+r, or ask its owner)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read the spec file ({exc})") from None
     try:
