@@ -247,3 +247,31 @@ def test_a_finished_tiny_run_has_every_iteration_complete(tiny_run):
     assert current["status"] == "complete"
     assert {label: entry["status"] for label, entry in current["iterations"].items()} == {
         "baseline": "complete", "iter1": "complete", "iter2": "complete", "final_automl": "complete"}
+
+
+# ---- pairs by content: the pool's own repeats and conflicts --------------------------------------
+def test_pool_repeats_and_conflicts_within_the_pool():
+    """pair_content on frames with given pair keys: a pool pair repeated with one label keeps its first
+    row; one repeated with two labels loses every row; pool copies of split rows are counted per split."""
+    import pandas as pd
+
+    from aoideft import pair_content
+
+    def frame(*rows):
+        return pd.DataFrame([{"input_path": d, "golden_path": d, "label": label, "object_name": name}
+                             for d, name, label in rows])
+
+    frames = {"train": frame(("t", "000019", "PASS")), "validation": frame(("v", "a", "PASS")),
+              "kpi": frame(("k", "b", "BRIDGE")),
+              "pool": frame(("p", "1", "PASS"), ("p", "2", "PASS"), ("p", "3", "PASS"), ("p", "4", "MISSING"),
+                            ("p", "5", "PASS"), ("k", "b", "BRIDGE"))}
+    keys = {"train": ["T"], "validation": ["V"], "kpi": ["K"], "pool": ["A", "A", "B", "B", "T", "Z"]}
+    content = pair_content.check_content(frames, keys, {name: f"{name} CSV" for name in frames})
+    assert content.overlaps == {"train": 1, "validation": 0, "kpi": 1} and content.repeats == 1
+    assert content.excluded == ["k/b", "p/2", "p/3", "p/4", "p/5"]
+    assert content.notes == ["pool rows 3, 4 hold one image pair (p/3, ...) with conflicting labels MISSING vs PASS: "
+                             "all excluded from mining"]
+    with pytest.raises(InputError, match=r"^hard stop: validation and kpi must not overlap, but 1 image pair\(s\) .*"
+                                         r"validation CSV row 1 \(v/a, PASS\) = kpi CSV row 1 \(k/b, BRIDGE\) "
+                                         r"\(conflicting labels\)"):
+        pair_content.check_content(frames, {**keys, "kpi": ["V"]}, {name: f"{name} CSV" for name in frames})

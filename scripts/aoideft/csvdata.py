@@ -118,7 +118,8 @@ def read_pairs_csv(csv_path: str | os.PathLike, *, images_dir: str | os.PathLike
 
 
 def _read_frame(path: Path, name: str) -> pd.DataFrame:
-    return read_text_csv(path, name, expected=f"columns {', '.join(REQUIRED_COLUMNS)}").fillna("").reset_index(drop=True)
+    frame = read_text_csv(path, name, expected=f"columns {', '.join(REQUIRED_COLUMNS)}")
+    return frame.fillna("").reset_index(drop=True)
 
 
 def read_text_csv(path: str | os.PathLike, name: str, *, expected: str) -> pd.DataFrame:

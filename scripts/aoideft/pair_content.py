@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from .csvdata import listing, row_key
+from .csvdata import MAX_LISTED, listing, row_key
 from .errors import InputError
 
 SPLITS = ("train", "validation", "kpi")
@@ -105,9 +105,11 @@ def _check_no_shared_pairs(by_pair: dict[str, dict[str, list[_Row]]]) -> None:
     for first, second in LEAKAGE_PAIRS:
         shared = [key for key in by_pair[first] if key in by_pair[second]]
         if shared:
-            pairs = [f"{by_pair[first][key][0].describe()} = {by_pair[second][key][0].describe()}"
-                     + (" (conflicting labels)" if by_pair[first][key][0].label != by_pair[second][key][0].label else "")
-                     for key in shared]
+            pairs = []
+            for key in shared:
+                one, other = by_pair[first][key][0], by_pair[second][key][0]
+                pairs.append(f"{one.describe()} = {other.describe()}"
+                             + (" (conflicting labels)" if one.label != other.label else ""))
             problems.append(f"{first} and {second} must not overlap, but {len(shared)} image pair(s) are in both "
                             f"under other paths (byte-identical files): {listing(pairs)}")
     if problems:
@@ -137,4 +139,8 @@ def _pool_content(rows: dict[str, list[_Row]], by_pair: dict[str, dict[str, list
                 content.repeats += len(group) - 1
                 excluded.update(row.key for row in group[1:])
     content.excluded = sorted(excluded)
+    if len(content.notes) > MAX_LISTED:
+        hidden = len(content.notes) - MAX_LISTED
+        content.notes = [*content.notes[:MAX_LISTED], f"... and {hidden} more pool label conflicts like these "
+                                                      "(all excluded from mining)"]
     return content
