@@ -11,6 +11,11 @@ REPO_ROOT = Path(workflow.basedir)
 configfile: str(REPO_ROOT / "config" / "config.yaml")
 
 
+from aoideft.workflow import config_check as _config_check  # noqa: E402
+
+# One line naming the key ("did you mean deft.max_iterations?"), not Snakemake's schema dump; then
+# Snakemake's validate fills in the defaults.
+_config_check.gate(config, REPO_ROOT / "config" / "schemas" / "config.schema.yaml")
 validate(config, schema="../config/schemas/config.schema.yaml", set_default=True)
 
 from aoideft import automl as _automl  # noqa: E402

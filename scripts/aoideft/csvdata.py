@@ -9,8 +9,12 @@ label is a defect. Messages name the CSV and 1-based data rows (row 1 = first ro
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import itertools
 import os
+import sys
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +24,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from aoideft.decode_cache import content_key
 from aoideft.errors import InputError
 
 REQUIRED_COLUMNS = ("input_path", "golden_path", "label", "object_name")
@@ -71,12 +76,12 @@ def check_no_leakage(frames: dict[str, pd.DataFrame], pairs: list[tuple[str, str
         shared = row_key(find_overlap(frames[first], frames[second])).drop_duplicates().tolist()
         if shared:
             problems.append(f"{first} and {second} must not overlap, but {len(shared)} row(s) are in "
-                            f"both (input_path/object_name): {_listing(shared)}")
+                            f"both (input_path/object_name): {listing(shared)}")
     if problems:
         raise InputError("hard stop: " + "; ".join(problems) + ". Remove the shared rows from one side.")
 
 
-def _listing(items: Sequence[str]) -> str:
+def listing(items: Sequence[str]) -> str:
     shown = ", ".join(items[:MAX_LISTED])
     return shown + (f" ... and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
 
@@ -113,16 +118,48 @@ def read_pairs_csv(csv_path: str | os.PathLike, *, images_dir: str | os.PathLike
 
 
 def _read_frame(path: Path, name: str) -> pd.DataFrame:
-    if not path.is_file():
-        raise InputError(f"{name}: CSV file not found; check the path")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{name}: the CSV is empty (no header row); expected columns "
-                         f"{', '.join(REQUIRED_COLUMNS)}") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise InputError(f"{name}: cannot parse the CSV ({exc}); fix the malformed line") from None
+    frame = read_text_csv(path, name, expected=f"columns {', '.join(REQUIRED_COLUMNS)}")
     return frame.fillna("").reset_index(drop=True)
+
+
+def read_text_csv(path: str | os.PathLike, name: str, *, expected: str) -> pd.DataFrame:
+    """Every column as text (identifiers such as ``000019`` stay as written), empty cells as ''.
+
+    One InputError naming the CSV (``name``) and saying what to do, for each way the file can be
+    unusable: not found, unreadable (permissions), not UTF-8 (the first offending line), no header
+    (``expected`` says what it should hold), a malformed line, or one column name twice (pandas would
+    rename the second ``label`` to ``label.1`` and the first would silently win).
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        raise InputError(f"{name}: CSV file not found; check the path") from None
+    except PermissionError:
+        raise InputError(f"{name}: cannot read the CSV (permission denied for this user); make it readable "
+                         f"(chmod a+r on the file and a+x on its folders, or ask their owner)") from None
+    except OSError as exc:
+        raise InputError(f"{name}: cannot read the CSV ({exc.strerror or exc}); check the file") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise InputError(f"{name}: line {line} is not UTF-8 (byte 0x{raw[exc.start]:02x}); the file is in another "
+                         f"encoding, e.g. Windows-1252 from Excel: save it as UTF-8 (Excel: Save As 'CSV UTF-8'; "
+                         f"or iconv -f cp1252 -t utf-8)") from None
+    header = next(csv.reader(io.StringIO(text)), [])
+    repeated = sorted({column for column in header if header.count(column) > 1})
+    if repeated:
+        where = "; ".join(f"'{column}' in columns {', '.join(str(i + 1) for i, c in enumerate(header) if c == column)}"
+                          for column in repeated)
+        raise InputError(f"{name}: the header names a column more than once ({where}); keep one column of each "
+                         f"name (which one holds the right values cannot be guessed)")
+    try:
+        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{name}: the CSV is empty (no header row); expected {expected}") from None
+    except pd.errors.ParserError as exc:
+        raise InputError(f"{name}: cannot parse the CSV ({exc}); fix the malformed line") from None
 
 
 def _rows(mask: pd.Series | np.ndarray) -> list[int]:
@@ -135,7 +172,7 @@ def _check_filled(frame: pd.DataFrame, name: str) -> None:
              for row in _rows(frame[column].str.strip() == "")]
     if empty:
         cells = [f"row {row} '{column}'" for row, column in sorted(empty)]
-        raise InputError(f"{name}: empty required cell(s): {_listing(cells)}; fill them in or drop the rows")
+        raise InputError(f"{name}: empty required cell(s): {listing(cells)}; fill them in or drop the rows")
 
 
 def _check_pass_spelling(frame: pd.DataFrame, name: str) -> None:
@@ -143,7 +180,7 @@ def _check_pass_spelling(frame: pd.DataFrame, name: str) -> None:
     misspelt = (label != PASS_LABEL) & (label.str.strip().str.upper() == PASS_LABEL)
     if misspelt.any():
         cells = [f"row {row} {label.iloc[row - 1]!r}" for row in _rows(misspelt)]
-        raise InputError(f"{name}: label is not the literal 'PASS' at {_listing(cells)}; use the literal "
+        raise InputError(f"{name}: label is not the literal 'PASS' at {listing(cells)}; use the literal "
                          f"'PASS' for good parts (any other label counts as a defect)")
 
 
@@ -198,6 +235,17 @@ class _Probe:
     size: tuple[int, int] = (0, 0)
     mode: str = ""
     error: str = ""
+    key: str = ""  # decode_cache.content_key of the file's bytes
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    """What check_image_files found: per row, the content key of its image pair (every light's
+    test and golden file, in order: rows with equal keys hold byte-identical pairs, whatever their
+    paths), and how many distinct files have each PIL mode."""
+
+    pair_keys: list[str]
+    modes: dict[str, int]
 
 
 def _image_refs(frame: pd.DataFrame, images_dir: str | os.PathLike, lights: Sequence[str],
@@ -213,22 +261,23 @@ def _image_refs(frame: pd.DataFrame, images_dir: str | os.PathLike, lights: Sequ
 
 
 def _probe(path: str) -> _Probe:
-    """Header-only look at an image file: size and mode, plus the JPEG/PNG end marker."""
+    """A look at an image file without decoding its pixels: size and mode from the header, the
+    JPEG/PNG end marker, and the content key of its bytes (the decode cache's key)."""
     try:
         with open(path, "rb") as handle:
-            with Image.open(handle) as image:
-                size, mode, image_format = image.size, image.mode, image.format
-            marker = _END_MARKERS.get(image_format or "")
-            if marker is not None:
-                handle.seek(0, os.SEEK_END)
-                handle.seek(max(0, handle.tell() - _TAIL_BYTES))
-                if marker not in handle.read():
-                    return _Probe("bad", error=f"truncated {image_format} (no end marker)")
+            data = handle.read()
+        with Image.open(io.BytesIO(data)) as image:
+            size, mode, image_format = image.size, image.mode, image.format
+        marker = _END_MARKERS.get(image_format or "")
+        if marker is not None and marker not in data[-_TAIL_BYTES:]:
+            return _Probe("bad", error=f"truncated {image_format} (no end marker)")
     except FileNotFoundError:
         return _Probe("missing")
+    except PermissionError:
+        return _Probe("bad", error="permission denied for this user: make it readable")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         return _Probe("bad", error=str(exc) or type(exc).__name__)
-    return _Probe("ok", size=size, mode=mode)
+    return _Probe("ok", size=size, mode=mode, key=content_key(data))
 
 
 def _probe_all(paths: list[str]) -> dict[str, _Probe]:
@@ -251,10 +300,11 @@ def _family(mode: str) -> str:
 
 
 def check_image_files(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lights: Sequence[str],
-                      image_ext: str, source: str) -> None:
+                      image_ext: str, source: str) -> ImageCheck:
     """The image checks of read_pairs_csv, usable on any validated frame (InputError naming rows).
 
-    Each distinct file is probed once (header only, in a thread pool), so 10k rows take seconds.
+    Each distinct file is read once, in a thread pool, and not decoded (its header, end marker and
+    content hash), so 10k rows take seconds.
     """
     if not Path(images_dir).is_dir():
         raise InputError(f"{source}: images_dir {images_dir} is not a directory; check the spec's "
@@ -265,13 +315,13 @@ def check_image_files(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lig
     missing = _first_per_path(ref for ref in refs if probes[ref.path].status == "missing")
     if missing:
         raise InputError(f"{source}: {len(missing)} image file(s) not found: "
-                         f"{_listing([ref.describe() for ref in missing])}; each row needs "
+                         f"{listing([ref.describe() for ref in missing])}; each row needs "
                          f"<images_dir>/<input_path|golden_path>/<object_name>_<light>{image_ext} "
                          f"for every light ({', '.join(lights)})")
     broken = _first_per_path(ref for ref in refs if probes[ref.path].status == "bad")
     if broken:
         listed = [f"{ref.describe()} ({probes[ref.path].error})" for ref in broken]
-        raise InputError(f"{source}: {len(broken)} unreadable or corrupt image file(s): {_listing(listed)}; "
+        raise InputError(f"{source}: {len(broken)} unreadable or corrupt image file(s): {listing(listed)}; "
                          f"re-export those images or drop the rows")
 
     mismatched = []
@@ -282,7 +332,7 @@ def check_image_files(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lig
                               f"{test_size[0]}x{test_size[1]} but golden {golden.path} is "
                               f"{golden_size[0]}x{golden_size[1]}")
     if mismatched:
-        raise InputError(f"{source}: test and golden images differ in size: {_listing(mismatched)}; "
+        raise InputError(f"{source}: test and golden images differ in size: {listing(mismatched)}; "
                          f"a pair must be captured at one size")
 
     first = refs[0]
@@ -293,6 +343,10 @@ def check_image_files(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lig
             raise InputError(f"{source}: {ref.describe()} is {_family(mode)} (mode {mode}) but "
                              f"{first.path} (row {first.row}) is {family} (mode {probes[first.path].mode}); "
                              f"make all images grayscale or all colour")
+    per_row = len(lights) * 2
+    keys = [probes[ref.path].key for ref in refs]
+    pair_keys = [content_key("".join(keys[start:start + per_row]).encode()) for start in range(0, len(keys), per_row)]
+    return ImageCheck(pair_keys=pair_keys, modes=dict(Counter(probe.mode for probe in probes.values())))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -307,15 +361,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     lights = args.lights.split(",") if args.lights else []
     image_ext = args.image_ext
-    if args.spec:
-        from aoideft.spec import load_spec, train_settings
+    try:
+        if args.spec:
+            from aoideft.spec import clamp_checkpoint_interval, load_spec, train_settings
 
-        settings = train_settings(load_spec(args.spec), source=args.spec)
-        lights, image_ext = lights or list(settings.lights), image_ext or settings.image_ext
-    if not lights:
-        parser.error("give --lights or --spec")
-    frame = read_pairs_csv(args.csv, images_dir=args.images_dir, lights=lights,
-                           image_ext=image_ext or ".jpg", check_files=not args.no_files)
+            spec = load_spec(args.spec)
+            clamp_checkpoint_interval(spec)  # as the workflow's job specs
+            settings = train_settings(spec, source=args.spec)
+            lights, image_ext = lights or list(settings.lights), image_ext or settings.image_ext
+        if not lights:
+            parser.error("give --lights or --spec")
+        frame = read_pairs_csv(args.csv, images_dir=args.images_dir, lights=lights,
+                               image_ext=image_ext or ".jpg", check_files=not args.no_files)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     defects = int(defect_labels(frame).sum())
     print(f"{args.csv}: OK, {len(frame)} rows ({len(frame) - defects} PASS, {defects} defect)")
     return 0

@@ -5,8 +5,9 @@ KPI set and embeds the mining pool with a new model; without a cache each of tho
 same PNG/JPEG files again. An entry holds the decoded pixels, already at the model's size, as raw
 uint8 CHW after a 12-byte header (magic, original width and height: the pair-size check needs them).
 
-Entries are keyed by the file's content (BLAKE2b of its bytes), the colour mode and the target size,
-so a renamed file still hits and an image re-exported under the same name misses. Layout:
+Entries are keyed by the file's content (``content_key``: BLAKE2b of its bytes), the colour mode and
+the target size, so a renamed file still hits and an image re-exported under the same name misses;
+the pre-flight identifies image pairs by the same key (csvdata, pair_content). Layout:
 ``<root>/<mode>-<W>x<H>-v<VERSION>/<key[:2]>/<key[2:]>``.
 
 Safe under concurrent jobs: a writer renames a finished temp file over the entry (two jobs that
@@ -29,9 +30,27 @@ from PIL import Image
 from aoideft import fsutil
 from aoideft.errors import InputError
 
-VERSION = 1  # bump when decoding or resizing changes, so old entries are not reused
+VERSION = 2  # bump when decoding or resizing changes, so old entries are not reused (2: 16-bit scaling)
+# Greyscale modes with more than 8 bits per pixel: PIL's convert("L"/"RGB") clips them at 255, so a
+# 16-bit frame decodes to white. eight_bit scales them instead ("I" is how some Pillow versions open
+# 16-bit PNGs).
+SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
 _HEADER = struct.Struct("<4sII")
 _MAGIC = b"AOIc"
+
+
+def content_key(data: bytes) -> str:
+    """The identity of an image file's content: hex BLAKE2b-160 of its bytes."""
+    return hashlib.blake2b(data, digest_size=20).hexdigest()
+
+
+def eight_bit(image: Image.Image) -> Image.Image:
+    """``image`` with 8 bits per channel: a 16-bit greyscale image scaled to "L" (value x 255 / 65535,
+    rounded, so test and golden keep their relative levels); any other image unchanged."""
+    if image.mode not in SIXTEEN_BIT_MODES:
+        return image
+    values = np.clip(np.asarray(image, dtype=np.int64), 0, 65535)
+    return Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8), mode="L")
 
 
 def decode_image(
@@ -41,7 +60,7 @@ def decode_image(
     bilinear resizing when the sizes differ."""
     try:
         with Image.open(io.BytesIO(data)) as opened:
-            image = opened.convert(mode)  # convert decodes the pixels, so errors surface here
+            image = eight_bit(opened).convert(mode)  # decodes the pixels, so errors surface here
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise InputError(f"{where}: cannot decode image {path} ({exc}); re-export it or drop the row") from None
     original = image.size
@@ -73,7 +92,7 @@ class DecodeCache:
         self.root = Path(self.root)
 
     def entry_path(self, data: bytes, mode: str, size: tuple[int, int]) -> Path:
-        key = hashlib.blake2b(data, digest_size=20).hexdigest()
+        key = content_key(data)
         return self.root / f"{mode}-{size[0]}x{size[1]}-v{VERSION}" / key[:2] / key[2:]
 
     def load(self, path: str, mode: str, size: tuple[int, int], where: str) -> tuple[tuple[int, int], np.ndarray]:

@@ -1,6 +1,8 @@
 """Atomic file writes (a temp file in the target directory, fsync, then rename), checked JSON reads, file hashes.
 
-A reader (or a workflow killed mid-write) never sees a partial file under its final name.
+A reader (or a workflow killed mid-write) never sees a partial file under its final name. The temp
+file is created with mode 0666 minus the user's umask, as ``open`` would create the file (``mkstemp``
+gives 0600, which a rename keeps: colleagues on a shared run directory could not read the results).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import errno
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -28,9 +30,7 @@ def atomic_path(path: str | os.PathLike, *, durable: bool = True) -> Iterator[Pa
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _new_temp_file(target)
     try:
         yield tmp_path
         if durable:
@@ -46,6 +46,19 @@ def atomic_path(path: str | os.PathLike, *, durable: bool = True) -> Iterator[Pa
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _new_temp_file(target: Path) -> Path:
+    """An empty, new file beside ``target``, created like ``open`` creates one: mode 0666 minus the
+    umask (and the directory's default ACL), so the renamed result is as readable as any other file."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        candidate = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            os.close(os.open(candidate, flags, 0o666))
+        except FileExistsError:
+            continue
+        return candidate
 
 
 def write_bytes(path: str | os.PathLike, data: bytes, *, durable: bool = True) -> None:

@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from aoideft import fsutil
-from aoideft.csvdata import PASS_LABEL
+from aoideft.csvdata import PASS_LABEL, read_text_csv
 from aoideft.errors import InputError
 
 SCORE_COLUMN = "siamese_score"
@@ -582,16 +582,7 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path) -> dict[str, P
 # ---- CLI -------------------------------------------------------------------------------------------
 def read_inference_csv(path: str | Path, score_col: str = SCORE_COLUMN) -> pd.DataFrame:
     """Read an inference CSV: every column as text (names like '007' stay as written), scores parsed later."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: inference CSV not found; check the path")
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{path}: the CSV is empty (no header row); expected an inference CSV with "
-                         f"'label' and '{score_col}'") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot parse the CSV ({exc}); fix the malformed line") from None
+    return read_text_csv(path, str(path), expected=f"an inference CSV with 'label' and '{score_col}'")
 
 
 def format_summary(evaluation: Evaluation) -> str:

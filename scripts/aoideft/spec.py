@@ -26,6 +26,7 @@ import json
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -286,6 +287,9 @@ def load_spec(path: str | os.PathLike) -> dict:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(f"{path}: spec file not found; check the path") from None
+    except PermissionError:
+        raise InputError(f"{path}: cannot read the spec file (permission denied for this user); make it readable "
+                         "(chmod a+r, or ask its owner)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read the spec file ({exc})") from None
     try:
@@ -402,14 +406,24 @@ def deep_merge(base: Mapping, override: Mapping) -> dict:
 
 
 def with_overrides(base: Mapping, overrides: Mapping) -> dict:
-    """``deep_merge`` for job specs: when the overrides shorten training, the checkpoint interval
-    shrinks with it, since TAO (and the trainer) refuse checkpoint_interval > num_epochs."""
+    """``deep_merge`` for job specs, with ``clamp_checkpoint_interval`` applied: when the overrides
+    (or the spec itself) train for fewer epochs than the checkpoint interval, the interval shrinks."""
     merged = deep_merge(base, overrides)
-    epochs = get_dotted(merged, "train.num_epochs")
-    interval = get_dotted(merged, "train.checkpoint_interval")
-    if isinstance(epochs, int) and isinstance(interval, int) and interval > epochs:
-        set_dotted(merged, "train.checkpoint_interval", epochs)
+    clamp_checkpoint_interval(merged)
     return merged
+
+
+def clamp_checkpoint_interval(spec: dict) -> str | None:
+    """Set ``train.checkpoint_interval`` to ``train.num_epochs`` where it is larger (in place): TAO
+    and the trainer refuse interval > epochs, and TAO's 7.0.0-EA ``spec_template_train.yaml`` ships
+    interval 200. Returns the note saying so, or None when nothing changed."""
+    epochs = get_dotted(spec, "train.num_epochs")
+    interval = get_dotted(spec, "train.checkpoint_interval")
+    if isinstance(epochs, int) and isinstance(interval, int) and interval > epochs:
+        set_dotted(spec, "train.checkpoint_interval", epochs)
+        return (f"train.checkpoint_interval {interval} > train.num_epochs {epochs}: every job spec uses "
+                f"{epochs} (TAO needs interval <= epochs; its 7.0.0-EA spec template ships 200)")
+    return None
 
 
 def _merge_into(target: dict, override: Mapping, prefix: str) -> None:
@@ -812,10 +826,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("spec", help="TAO spec YAML (e.g. specs/baseline_spec.yaml)")
     parser.add_argument("--base-dir", help="directory that relative dataset paths are relative to")
     args = parser.parse_args(argv)
-    spec = load_spec(args.spec)
-    for note in validate_spec(spec, args.spec):
+    try:
+        spec = load_spec(args.spec)
+        notes = validate_spec(spec, args.spec)
+        clamped = clamp_checkpoint_interval(spec)  # as every job spec the workflow writes
+        settings = train_settings(spec, args.base_dir, source=args.spec)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for note in [*notes, *([clamped] if clamped else [])]:
         print(f"note: {note}")
-    settings = train_settings(spec, args.base_dir, source=args.spec)
     for name, value in vars(settings).items():
         print(f"{name}: {value}")
     return 0

@@ -17,6 +17,13 @@ Rules:
   ``events`` in the state is the log; ``loop_log.jsonl`` is rewritten from it on every commit.
 - Stage results live in their own files; the state only records what they produced. The workflow
   never lists the state as an input, so committing never makes Snakemake rerun finished jobs.
+- An iteration's ``status`` becomes ``complete`` when the stage that ends it commits ok: ``loop_stop``
+  (the stop decision) for the baseline and iter<N>, ``train`` (Phase 3's winner) for final_automl.
+- TAO 7.0.0-EA wrote a state without ``events`` and kept the stage log only in ``loop_log.jsonl``
+  beside it (older fields only: no metric_contract, execution_policy, status lists). ``read_state``
+  reads that layout, taking the events from the log and filling in the version 4 fields; the first
+  commit writes the migrated state and keeps the EA files as ``deft_state.ea.json`` and
+  ``loop_log.ea.jsonl``.
 
 ``pick_best``: the lowest ``far_pct`` among baseline, iter<N> and final_automl; on a tie the earlier
 phase wins (a later model must strictly improve the KPI to replace the one before it).
@@ -50,9 +57,13 @@ PRESEED_SUMMARY = "baseline train skipped - reused Phase 1 AutoML winning checkp
 _RUN_IDENTITY = ("config", "results_dir", "max_iterations", "kpi_target")
 # Top-level keys owned by init_state / commit_stage: state_updates may not set them.
 _OWNED = ("_comment", "version", "started_at", "kpi_target", "metric_contract", "results_dir", "max_iterations",
-          "execution_policy", "config", "iterations", "events", "_completed_step_values", "_status_values")
+          "execution_policy", "config", "iterations", "events", "_completed_step_values", "_status_values",
+          "migrated_from")
 _LABEL = re.compile(r"^(baseline|iter[1-9]\d*|final_automl)$")
 _REQUIRED_CONFIG = ("specs_file", "training_csv", "validation_csv", "kpi_test_csv", "images_dir")
+LOG_NAME = "loop_log.jsonl"  # beside the state: TAO EA's only copy of the stage log
+EA_SUFFIX = ".ea"  # deft_state.ea.json, loop_log.ea.jsonl: the EA files as they were before migration
+_KPI_TARGET = re.compile(r"<=\s*([0-9]+(?:\.[0-9]*)?)\s*%")
 
 
 def iteration_label(n: int) -> str:
@@ -123,13 +134,33 @@ def init_state(state_path: str | Path, log_path: str | Path, *, config: dict, re
     with _locked(state_path):
         if state_path.exists():
             existing = read_state(state_path)
-            differing = [key for key in _RUN_IDENTITY if existing.get(key) != fresh[key]]
+            differing = _identity_differences(existing, fresh)
             if differing:
                 raise InputError(f"{state_path} belongs to another run config (differs in {', '.join(differing)}); "
                                  "use a new run directory or restore the config it was started with.")
             return existing
         _write(state_path, Path(log_path), fresh)
         return fresh
+
+
+def _identity_differences(existing: dict, fresh: dict) -> list[str]:
+    """The run-identity keys in which an existing state differs from a fresh one. A state migrated
+    from TAO EA carries EA's own config and KPI wording: its data files, results_dir, iteration
+    budget and KPI target number must match."""
+    if "migrated_from" not in existing:
+        return [key for key in _RUN_IDENTITY if existing.get(key) != fresh[key]]
+    differing = [f"config.{key}" for key in _REQUIRED_CONFIG
+                 if existing["config"].get(key) != fresh["config"][key]]
+    differing += [key for key in ("results_dir", "max_iterations") if existing.get(key) != fresh[key]]
+    if existing["metric_contract"]["target"] != fresh["metric_contract"]["target"]:
+        differing.append("kpi_target")
+    return differing
+
+
+def completes_iteration(iteration: str, stage: str) -> bool:
+    """The stage whose commit ends an iteration: the stop decision for the loop's iterations,
+    Phase 3's winner for final_automl."""
+    return stage == ("train" if iteration == "final_automl" else "loop_stop")
 
 
 def commit_stage(state_path: str | Path, log_path: str | Path, *, iteration: str, stage: str, status: str = "ok",
@@ -153,7 +184,9 @@ def commit_stage(state_path: str | Path, log_path: str | Path, *, iteration: str
         else:
             entry["status"] = "failed"
             entry["last_error"] = summary
-        entry.update(_jsonable(fields or {}))
+        if status == "ok" and completes_iteration(iteration, stage):
+            entry["status"] = "complete"
+        entry.update(_jsonable(fields or {}))  # an explicit status (skipped, ...) wins
         state.update(_jsonable(state_updates or {}))
         state["events"] = _replace_event(state["events"], {
             "ts": now_iso(), "iter": iteration, "stage": stage, "status": status, "summary": summary,
@@ -223,14 +256,55 @@ def _replace_event(events: list[dict], event: dict) -> list[dict]:
 
 
 def read_state(path: str | Path) -> dict:
+    """The state; one written by TAO 7.0.0-EA (no ``events``) is returned migrated (see the module doc)."""
     path = Path(path)
     state = fsutil.read_json_input(path, what="DEFT state file",
                                    fix="the pre-seed step creates it; restore it or start a new run directory.")
+    if isinstance(state, dict) and isinstance(state.get("iterations"), dict) and "events" not in state:
+        return migrate_ea_state(state, read_log(path.with_name(LOG_NAME)), source=str(path))
     if not isinstance(state, dict) or not isinstance(state.get("iterations"), dict) or not isinstance(
             state.get("events"), list):
         raise InputError(f"{path}: not a DEFT state file (no iterations/events); restore it or start a new "
                          "run directory.")
     return state
+
+
+def migrate_ea_state(ea: dict, log: list[dict], *, source: str) -> dict:
+    """A TAO 7.0.0-EA state (no ``events``) and its loop_log.jsonl as a version 4 state (pure).
+
+    The log's entries become ``events`` (``seq`` kept, or numbered in file order where missing);
+    when EA logged one (iteration, stage) more than once, the last entry is the one the state keeps,
+    as commit_stage does (the EA log itself is kept beside the state on the first write). Every EA
+    key is kept; the version 4 keys EA lacked are added.
+    """
+    for number, entry in enumerate(log, start=1):
+        if not isinstance(entry, dict) or not isinstance(entry.get("iter"), str) or not isinstance(
+                entry.get("stage"), str):
+            raise InputError(f"{Path(source).with_name(LOG_NAME)} line {number}: not a stage log entry (needs iter and "
+                             "stage); restore the log written with this state, or start a new run directory.")
+    events: list[dict] = []
+    for entry in log:
+        events = [e for e in events if (e["iter"], e["stage"]) != (entry["iter"], entry["stage"])]
+        events.append({"seq": entry.get("seq", len(events) + 1), **entry})
+    target = ea.get("metric_contract", {}).get("target") if isinstance(ea.get("metric_contract"), dict) else None
+    if target is None:
+        found = _KPI_TARGET.search(str(ea.get("kpi_target", "")))
+        if found is None:
+            raise InputError(f"{source}: kpi_target {ea.get('kpi_target')!r} of this TAO EA state names no "
+                             "'<= X%' FAR target; set it (e.g. 'FAR@100% recall <= 5%') or start a new run directory.")
+        target = float(found.group(1))
+    template = new_state(config={key: "" for key in _REQUIRED_CONFIG}, results_dir=ea.get("results_dir", ""),
+                         kpi_target_far_pct=target, max_iterations=int(ea.get("max_iterations", 0)))
+    migrated = {**{key: template[key] for key in template if key not in ("config", "_comment")}, **ea}
+    steps = [*migrated["_completed_step_values"], *(e["stage"] for e in events)]
+    migrated.update({
+        "version": STATE_VERSION,
+        "events": events,
+        "_completed_step_values": list(dict.fromkeys(steps)),
+        "migrated_from": {"layout": "TAO 7.0.0-EA (stage log only in loop_log.jsonl)", "version": ea.get("version"),
+                          "events_from_log": len(log)},
+    })
+    return migrated
 
 
 def read_log(path: str | Path) -> list[dict]:
@@ -308,7 +382,14 @@ def _locked(state_path: Path) -> Iterator[None]:
 
 
 def _write(state_path: Path, log_path: Path, state: dict) -> None:
-    """State first, then the log derived from it; both atomic (call with the lock held)."""
+    """State first, then the log derived from it; both atomic (call with the lock held). The first
+    write of a state migrated from TAO EA keeps the EA files (their only copy of superseded log
+    entries) under the .ea names."""
+    if "migrated_from" in state:
+        for path in (state_path, log_path):
+            backup = path.with_name(path.stem + EA_SUFFIX + path.suffix)
+            if path.exists() and not backup.exists():
+                fsutil.write_bytes(backup, path.read_bytes())
     fsutil.write_json(state_path, state)
     fsutil.write_jsonl(log_path, state["events"])
 

@@ -24,6 +24,7 @@ import pandas as pd
 from PIL import Image
 
 from aoideft import csvdata, fsutil
+from aoideft.decode_cache import eight_bit
 from aoideft.errors import InputError
 
 PASS_LABEL = "PASS"
@@ -65,7 +66,7 @@ def load_image(path: Path) -> tuple[np.ndarray, str]:
     """The image as float32 H x W x C and the PIL mode to write it back in ("L" or "RGB")."""
     with Image.open(path) as image:
         mode = "L" if image.mode in ("L", "1", "I", "I;16", "F") else "RGB"
-        array = np.asarray(image.convert(mode), dtype=np.float32)
+        array = np.asarray(eight_bit(image).convert(mode), dtype=np.float32)
     return (array[..., None] if array.ndim == 2 else array), mode
 
 

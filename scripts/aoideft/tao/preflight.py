@@ -48,7 +48,7 @@ def check(setup: runtime.TaoSetup, *, spec: dict | None, pinned: dict[str, Any],
             out.problems.append("tao.runtime apptainer runs the model rules in tao.image through Snakemake: start "
                                 f"snakemake with --sdm apptainer --apptainer-args \"{runtime.bind_args(setup)}\"")
     _check_backbone(setup, out)
-    _check_embedding_checkpoint(setup, spec, out)
+    _check_embedding_checkpoint(setup, spec, pinned, out)
     _check_batch_size(setup, spec, pinned, batch_search_max, out)
     return out
 
@@ -64,7 +64,8 @@ def _check_backbone(setup: runtime.TaoSetup, out: Readiness) -> None:
         out.lines.append(f"pretrained backbone: {path} PRESENT ({path.stat().st_size / 1e6:.0f} MB)")
 
 
-def _check_embedding_checkpoint(setup: runtime.TaoSetup, spec: dict | None, out: Readiness) -> None:
+def _check_embedding_checkpoint(setup: runtime.TaoSetup, spec: dict | None, pinned: dict[str, Any],
+                                out: Readiness) -> None:
     path = setup.embedding_checkpoint
     if path is None:
         out.problems.append("embedding checkpoint: not set: set tao.embedding_checkpoint to a ChangeNet-lite "
@@ -81,7 +82,8 @@ def _check_embedding_checkpoint(setup: runtime.TaoSetup, spec: dict | None, out:
     except InputError as error:
         out.problems.append(f"embedding checkpoint: {error}")
         return
-    wanted = tao_spec.train_settings(spec).lights if spec is not None else lights
+    # The job specs' lights: the spec with the pinned values (with_overrides clamps checkpoint_interval).
+    wanted = tao_spec.train_settings(tao_spec.with_overrides(spec, pinned)).lights if spec is not None else lights
     if lights != wanted:
         out.problems.append(f"embedding checkpoint {path} was trained on lights {', '.join(lights)} but the spec "
                             f"uses {', '.join(wanted)}: train it on this workspace")

@@ -20,6 +20,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -153,14 +154,21 @@ def bind_args(setup: TaoSetup) -> str:
 
 
 def run_command(command: Sequence[str], cwd: Path) -> int:
-    """Run one TAO action, its output into this job's log (stdout)."""
+    """Run one TAO action, its stdout and stderr copied line by line into ``sys.stdout``: the rule
+    log, which rulekit puts there at the Python level (a child started without ``stdout=`` would
+    write to Snakemake's own stream, and a TAO traceback would miss the log Snakemake points to)."""
     if shutil.which(command[0]) is None:
         hint = ("install docker, or use tao.runtime: apptainer" if command[0] == "docker" else
                 "with tao.runtime apptainer the model rules must run inside tao.image: start snakemake with "
                 "--sdm apptainer --apptainer-args \"<the pre-flight's bind line>\"")
         raise InputError(f"`{command[0]}` is not on PATH in this job: {hint}")
     print("$ " + " ".join(command), flush=True)
-    return subprocess.run(list(command), cwd=cwd, check=False).returncode
+    with subprocess.Popen(list(command), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, errors="replace", bufsize=1) as process:
+        for line in process.stdout:
+            sys.stdout.write(line)
+        sys.stdout.flush()
+    return process.returncode
 
 
 # ---- host checks (the pre-flight) ------------------------------------------------------------------

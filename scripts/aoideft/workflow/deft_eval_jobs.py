@@ -62,7 +62,7 @@ def embed(settings: RunSettings, it: str, out_summary: Path) -> None:
 
 # ---- evaluation ----------------------------------------------------------------------------------
 def _scored(path: Path, source: str) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame = kpi.read_inference_csv(path)
     return frame, kpi.defect_mask(frame["label"], source=source), kpi.parse_scores(frame[kpi.SCORE_COLUMN], source=source)
 
 
@@ -162,8 +162,8 @@ def run_rca(settings: RunSettings, it: str, best_path: Path, out_metrics: Path) 
     started = time.time()
     best = fsutil.read_json(best_path)
     lights, ext = lights_and_ext(settings)
-    inference = targeting_rows(settings, pd.read_csv(settings.run_dir / best["inference_csv"], dtype=str,
-                                                     keep_default_na=False))
+    # As text: a zero-padded object_name ('000019') must stay the key the embeddings were written with.
+    inference = targeting_rows(settings, kpi.read_inference_csv(settings.run_dir / best["inference_csv"]))
     result = rca.analyse(inference, lights=lights, images_dir=settings.images_dir, image_ext=ext,
                          top_k_per_label=settings.deft["top_k_per_label"])
     rca.write_rca(result, out_metrics.parent)

@@ -18,7 +18,7 @@ import pandas as pd
 from .. import csvdata, fsutil, kpi, spec as tao_spec
 from ..deft import assemble, failure_modes, mining, rca, routing, sdg
 from ..errors import InputError
-from . import state_hooks
+from . import inputs, state_hooks
 from .deft_common import fmt, incumbent_before, lights_and_ext, prev_label, read_embeddings, read_pairs
 from .loop import walk_loop
 from .settings import RunSettings, model_backend
@@ -201,7 +201,7 @@ def _verified(settings: RunSettings, n: int, candidates: pd.DataFrame, targets: 
     fsutil.write_csv(candidates_csv, candidates)
     scored = backend.infer(ckpt, candidates_csv, settings.run_images, out_dir / "verify" / "candidates_scored.csv")
     backend.embed(ckpt, candidates_csv, settings.run_images, out_dir / "verify" / "candidates.npy")
-    scores = pd.read_csv(scored, keep_default_na=False)[kpi.SCORE_COLUMN].to_numpy(dtype=float)
+    scores = kpi.parse_scores(kpi.read_inference_csv(scored)[kpi.SCORE_COLUMN], source=str(scored))
     operating = fsutil.read_json(rca_dir / failure_modes.MODES_FILE)["operating"]
     rules = sdg.VerifyRules(pass_threshold=operating["kpi_threshold"], defect_threshold=operating["target_threshold"],
                             margin=cfg["reject_margin"], near_duplicate_cosine=cfg["near_duplicate_cosine"],
@@ -247,9 +247,10 @@ def _mine_targets(settings: RunSettings, n: int, targets: pd.DataFrame, pool: pd
 
 
 def _never_mined(settings: RunSettings, kpi_keys: pd.Series) -> set[str]:
-    """Pool rows that repeat a validation or KPI row are never mined."""
+    """Pool rows that repeat a validation or KPI row, or copy a train/validation/KPI pair by content,
+    are never mined."""
     validation = read_pairs(settings.validation_csv, settings.images_dir, settings, "validation CSV")
-    return set(csvdata.row_key(validation)) | set(kpi_keys)
+    return set(csvdata.row_key(validation)) | set(kpi_keys) | inputs.pool_exclusions(settings)
 
 
 def _history_before(settings: RunSettings, n: int) -> dict[str, list[str]]:

@@ -10,6 +10,12 @@ Under SLURM the scheduler has already chosen: `--gpus=1` narrows CUDA_VISIBLE_DE
 job's own device, and with device cgroups every job on a node may see its GPU as "0". Slots are
 therefore kept per allocation (a lock directory per SLURM job id), so two SLURM jobs never wait
 on each other's "gpu0" and a job holding several GPUs still spreads its work across them.
+
+The lock folder is shared by every user of the machine (GPUs are the machine's, not a user's): it is
+made world-writable with the sticky bit, like /tmp (anyone may add a lock file, only its owner may
+remove it), and each lock file is readable and writable by all. A user's job opens a lock file
+another user created without O_CREAT (Linux's protected_regular refuses that in sticky folders) and
+falls back to a read-only descriptor, which flock accepts as well.
 """
 
 from __future__ import annotations
@@ -17,14 +23,21 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import pwd
 import shutil
 import socket
+import stat
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import InputError
 
 DEFAULT_LOCK_DIR = Path(os.environ.get("AOIDEFT_GPU_LOCK_DIR", "/tmp/aoideft-gpu-slots"))
+SHARED_DIR_MODE = 0o1777  # rwx for all, sticky: the mode of /tmp
+SHARED_FILE_MODE = 0o666
 PLACEMENT_TAG = "placement"
 RELEASED_TAG = "slot-released"
 
@@ -111,11 +124,11 @@ def acquire(lock_dir: Path | None = None, wait_seconds: float = 3600.0) -> GpuSl
     if not devices:
         return GpuSlot(device=None)
     lock_dir = allocation_lock_dir() if lock_dir is None else lock_dir
-    lock_dir.mkdir(parents=True, exist_ok=True)
+    prepare_lock_dir(lock_dir)
     deadline = time.monotonic() + wait_seconds
     while True:
         for device in devices:
-            handle = open(lock_dir / f"gpu{device}.lock", "a+")
+            handle = open_lock_file(lock_dir / f"gpu{device}.lock")
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -126,3 +139,57 @@ def acquire(lock_dir: Path | None = None, wait_seconds: float = 3600.0) -> GpuSl
         if time.monotonic() > deadline:
             raise TimeoutError(f"no free GPU among {devices} after {wait_seconds:.0f}s")
         time.sleep(1.0)
+
+
+def prepare_lock_dir(lock_dir: Path) -> None:
+    """Create ``lock_dir`` (and missing parents) shared by every user: the folders this user owns
+    get mode 1777 whatever the umask; folders of other users are left as they are."""
+    missing = [folder for folder in (lock_dir, *lock_dir.parents) if not folder.exists()]
+    try:
+        lock_dir.mkdir(parents=True, exist_ok=True)
+    except PermissionError as error:
+        raise _unusable(Path(error.filename or lock_dir), "chmod 1777") from None
+    for folder in [*missing, lock_dir]:
+        info = folder.stat()
+        if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) != SHARED_DIR_MODE:
+            os.chmod(folder, SHARED_DIR_MODE)
+
+
+def open_lock_file(path: Path) -> BinaryIO:
+    """A descriptor of the lock file to flock, created (mode 0666) if missing."""
+    while True:
+        try:
+            return _open_existing(path)
+        except FileNotFoundError:
+            pass
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, SHARED_FILE_MODE)
+        except FileExistsError:
+            continue  # another job created it in between: open it as it is
+        except PermissionError:
+            raise _unusable(path.parent, "chmod 1777") from None
+        os.fchmod(fd, SHARED_FILE_MODE)  # the umask must not keep other users' jobs out
+        return os.fdopen(fd, "r+b")
+
+
+def _open_existing(path: Path) -> BinaryIO:
+    """Read-write where allowed, else read-only: a lock file another user made before lock files
+    were shared (0644) still takes a flock."""
+    try:
+        return open(path, "r+b")
+    except PermissionError:
+        pass
+    try:
+        return open(path, "rb")
+    except PermissionError:
+        raise _unusable(path, "chmod 666") from None
+
+
+def _unusable(path: Path, fix: str) -> InputError:
+    try:
+        owner = pwd.getpwuid(path.stat().st_uid).pw_name
+    except (OSError, KeyError):
+        owner = "another user"
+    return InputError(f"GPU-slot lock {path} (owner {owner}) cannot be used by this user: ask its owner to run "
+                      f"`{fix} {path}` (GPU slots are shared by every user's jobs on a machine), or set "
+                      "AOIDEFT_GPU_LOCK_DIR to a folder of your own (then your jobs do not see other users' slots)")

@@ -8,12 +8,13 @@ from typing import Any
 
 import pandas as pd
 
-from .. import csvdata, fsutil, spec as tao_spec
+from .. import csvdata, fsutil, pair_content, spec as tao_spec
+from ..decode_cache import SIXTEEN_BIT_MODES
 from ..errors import InputError
+from ..pair_content import LEAKAGE_PAIRS, PoolContent
 from .settings import RunSettings
 
-# Pairs that must never share a row (contract section 2): a hard stop.
-LEAKAGE_PAIRS = [("train", "validation"), ("train", "kpi"), ("validation", "kpi")]
+PINNED_SOURCE = "config automl.pinned"
 
 
 @dataclass
@@ -23,7 +24,9 @@ class WorkspaceReport:
     lights: tuple[str, ...]
     image_ext: str
     frames: dict[str, pd.DataFrame] = field(repr=False)
-    pool_overlaps: dict[str, int] = field(default_factory=dict)
+    # By content and path (None when the image files were not read: check_files=False).
+    pool: PoolContent | None = None
+    notes: list[str] = field(default_factory=list)  # what the pre-flight changed or noticed, for any backend
 
     def dataset_table(self) -> list[dict[str, Any]]:
         rows = []
@@ -52,7 +55,11 @@ def csv_sources(settings: RunSettings) -> dict[str, tuple[Path, Path]]:
 
 
 def check_workspace(settings: RunSettings, *, check_files: bool = True) -> WorkspaceReport:
-    """Validate everything a run reads; raise one InputError naming the file, row or key."""
+    """Validate everything a run reads; raise one InputError naming the file, row or key.
+
+    With ``check_files`` every image file is read (not decoded): the image checks, leakage and
+    duplicates by content (pair_content) and the pool's exclusions.
+    """
     if not settings.workspace.is_dir():
         raise InputError(
             f"workspace {settings.workspace} does not exist: set `workspace` in the config to your "
@@ -61,18 +68,16 @@ def check_workspace(settings: RunSettings, *, check_files: bool = True) -> Works
     if not settings.spec_path.is_file():
         raise InputError(f"{settings.spec_path}: spec file not found (config key `spec`)")
     spec = tao_spec.load_spec(settings.spec_path)
-    notes = tao_spec.validate_spec(spec, str(settings.spec_path))
-    train = tao_spec.train_settings(spec)
-    frames = {}
+    spec_notes = tao_spec.validate_spec(spec, str(settings.spec_path))
+    train, notes = run_spec_settings(settings, spec)
+    frames, images = {}, {}
+    sources = {name: f"{name} CSV ({csv_path})" for name, (csv_path, _) in csv_sources(settings).items()}
     for name, (csv_path, images_dir) in csv_sources(settings).items():
-        frames[name] = csvdata.read_pairs_csv(
-            csv_path,
-            images_dir=images_dir,
-            lights=train.lights,
-            image_ext=train.image_ext,
-            check_files=check_files,
-            source=f"{name} CSV",
-        )
+        frames[name] = csvdata.read_pairs_csv(csv_path, images_dir=images_dir, lights=train.lights,
+                                              image_ext=train.image_ext, check_files=False, source=f"{name} CSV")
+        if check_files:
+            images[name] = csvdata.check_image_files(frames[name], images_dir=images_dir, lights=train.lights,
+                                                     image_ext=train.image_ext, source=sources[name])
     for name in ("validation", "kpi"):
         defects = csvdata.defect_labels(frames[name])
         if defects.sum() == 0 or (defects == 0).sum() == 0:
@@ -81,19 +86,62 @@ def check_workspace(settings: RunSettings, *, check_files: bool = True) -> Works
                 "to measure FAR at 100% recall"
             )
     csvdata.check_no_leakage(frames, LEAKAGE_PAIRS)
-    # Pool rows that repeat validation/KPI rows are excluded by mining; report them, don't stop.
-    pool_overlaps = {
-        name: int(len(csvdata.find_overlap(frames[name], frames["pool"])))
-        for name in ("validation", "kpi")
-    }
+    pool = None
+    if check_files:
+        notes += bit_depth_notes(settings, images, sources)
+        pool = pair_content.check_content(frames, {name: check.pair_keys for name, check in images.items()}, sources)
+        notes += pool.notes
     return WorkspaceReport(
         spec=spec,
-        spec_notes=notes,
+        spec_notes=spec_notes,
         lights=tuple(train.lights),
         image_ext=train.image_ext,
         frames=frames,
-        pool_overlaps=pool_overlaps,
+        pool=pool,
+        notes=notes,
     )
+
+
+def run_spec_settings(settings: RunSettings, spec: dict[str, Any]) -> tuple[tao_spec.TrainSettings, list[str]]:
+    """The settings every Phase 1 job trains with (the spec with ``automl.pinned`` applied) and the
+    pre-flight's notes on it. A pinned value is checked against TAO's schema like a spec value, and
+    the merged spec like a spec (``train.num_epochs: 0`` would otherwise fail every trial later)."""
+    pinned = settings.automl["pinned"]
+    nested: dict[str, Any] = {}
+    for key, value in pinned.items():
+        tao_spec.set_dotted(nested, key, value)
+    tao_spec.validate_spec(nested, PINNED_SOURCE)
+    merged = tao_spec.deep_merge(spec, pinned)
+    clamped = tao_spec.clamp_checkpoint_interval(merged)  # what with_overrides does to every job spec
+    source = f"{settings.spec_path} with {PINNED_SOURCE}" if pinned else str(settings.spec_path)
+    return tao_spec.train_settings(merged, source=source), [clamped] if clamped else []
+
+
+def bit_depth_notes(settings: RunSettings, images: dict[str, csvdata.ImageCheck], sources: dict[str, str]) -> list[str]:
+    """16-bit greyscale images: scaled to 8 bits by the embedded backend (a note); refused for backend
+    tao, whose data loader's PIL convert clips every value above 255 to white."""
+    counts = {name: sum(n for mode, n in check.modes.items() if mode in SIXTEEN_BIT_MODES)
+              for name, check in images.items()}
+    found = {name: n for name, n in counts.items() if n}
+    if not found:
+        return []
+    listed = ", ".join(f"{sources[name]} {n}" for name, n in found.items())
+    if settings.config["backend"] == "tao":
+        raise InputError(f"16-bit greyscale image files ({listed}): TAO's data loader converts them with PIL, "
+                         "which clips every value above 255 to white, so TAO would train on blank frames; export "
+                         "them as 8-bit (value x 255 / 65535), or use backend embedded, which scales them")
+    return [f"16-bit greyscale image files ({listed}): scaled to 8 bits (value x 255 / 65535) when decoded"]
+
+
+def pool_exclusions(settings: RunSettings) -> set[str]:
+    """Row keys of the pool rows mining skips: repeats of a train/validation/KPI pair or of an earlier
+    pool pair, by path or content, as workspace_ready recorded them (pair_content)."""
+    path = settings.run_dir / "inputs" / "workspace.json"
+    record = fsutil.read_json(path)
+    if "pool" not in record:
+        raise InputError(f"{path} predates the pool's content check, so mining cannot tell which pool rows copy "
+                         "a train/validation/KPI pair: start a new run_dir")
+    return set(PoolContent.from_json(record["pool"]).excluded)
 
 
 def fingerprint(settings: RunSettings) -> dict[str, str]:

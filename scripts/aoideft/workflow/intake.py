@@ -63,6 +63,8 @@ def workspace_ready(settings: RunSettings, record_path: Path) -> None:
     link_image_roots(settings)
     for note in report.spec_notes:
         print(f"spec note: {note}")
+    for note in report.notes:
+        print(f"note: {note}")
     fsutil.write_json(
         record_path,
         {
@@ -72,7 +74,8 @@ def workspace_ready(settings: RunSettings, record_path: Path) -> None:
             "lights": list(report.lights),
             "image_ext": report.image_ext,
             "datasets": report.dataset_table(),
-            "pool_overlaps": report.pool_overlaps,
+            "pool": report.pool.to_json(),  # mining skips pool.excluded (deft_jobs)
+            "notes": report.notes,
             "spec_notes": report.spec_notes,
             "fingerprint": inputs.fingerprint(settings),
         },

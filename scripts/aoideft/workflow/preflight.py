@@ -22,7 +22,8 @@ from statistics import mean
 from typing import Any
 
 from .. import fsutil
-from ..errors import InputError
+from ..errors import InputError, refuse
+from ..pair_content import PoolContent
 from ..tao import preflight as tao_preflight
 from . import automl_jobs, inputs
 from .settings import RunSettings, tao_setup
@@ -80,6 +81,24 @@ def _job_resource_line(settings: RunSettings, resources: dict[str, dict[str, Any
             + "; bookkeeping rules run where Snakemake runs")
 
 
+def check_run_dir_placement(settings: RunSettings) -> None:
+    """The run directory must not be, or lie inside, the workspace or an image root: those are the
+    user's data, read-only to the workflow, and Snakemake writes ``.snakemake/`` into its working
+    directory as soon as it starts (``-n`` included). The gate runs before ``workdir:``, so a refused
+    run directory is never created or written."""
+    run_dir = settings.run_dir.resolve()
+    data_roots = {"workspace": settings.workspace, "datasets.images_dir": settings.images_dir,
+                  "datasets.pool_images_dir": settings.pool_images_dir,
+                  "datasets.synthetic_dir": settings.synthetic_dir}
+    for key, folder in data_roots.items():
+        folder = folder.resolve()
+        if run_dir == folder or folder in run_dir.parents:
+            where = "is" if run_dir == folder else "lies inside"
+            raise InputError(f"run_dir {settings.run_dir} {where} the {key} {folder}: the workflow only reads "
+                             "your data and writes everything (Snakemake's .snakemake/ included) under run_dir; "
+                             "set `run_dir` in the config to a directory outside the workspace and image roots")
+
+
 def check_run_dir(run_dir: Path) -> None:
     """The run directory exists, or can be made, and takes new files."""
     try:
@@ -99,6 +118,7 @@ def check_inputs(settings: RunSettings, profile_resources: dict[str, dict[str, A
     and, for backend tao, the TAO image and staged files. None when the demo workspace is still to
     be generated."""
     check_profile_resources(profile_resources or {})
+    check_run_dir_placement(settings)
     check_run_dir(settings.run_dir)
     automl_jobs.search_space(settings, automl_jobs.PHASE1)
     report = None
@@ -130,14 +150,19 @@ def parse_time_gate(settings: RunSettings, profile_resources: dict[str, dict[str
         report = check_inputs(settings, profile_resources, apptainer_enabled=apptainer_enabled)
         sys.stderr.write(render_summary(settings, report, profile_resources) + "\n")
     except InputError as error:
-        sys.stderr.write(f"PRE-FLIGHT FAILED: {error}\n")
-        sys.exit(1)
+        refuse(error)
+    except PermissionError as error:  # a path the checks look at sits in a folder this user cannot enter
+        refuse(InputError(f"{error.filename}: permission denied for this user ({error.strerror}); make it and its "
+                          "folders readable (chmod a+r on files, a+rx on folders, or ask their owner)"))
 
 
 def write_preflight(settings: RunSettings, summary_path: Path, checks_path: Path) -> None:
-    # workspace_ready (this rule's input) has just checked every image file; re-reading ~10k image
-    # headers here would only repeat it. Spec, CSVs, labels and leakage are cheap and re-checked.
+    # workspace_ready (this rule's input) has just read every image file; reading them again here
+    # would only repeat it. Spec, CSVs, labels and path leakage are cheap and re-checked; what the
+    # image files told (content leakage, the pool's exclusions, notes) comes from its record.
     report = inputs.check_workspace(settings, check_files=False)
+    record = fsutil.read_json(settings.run_dir / "inputs" / "workspace.json")
+    report.pool, report.notes = PoolContent.from_json(record["pool"]), record["notes"]
     # The parse-time gate could not check the batch size while the demo workspace did not exist.
     tao = tao_readiness(settings, report)
     tao.require()
@@ -148,7 +173,10 @@ def write_preflight(settings: RunSettings, summary_path: Path, checks_path: Path
             "passed": True,
             "datasets": report.dataset_table(),
             "leakage": {f"{a}/{b}": 0 for a, b in inputs.LEAKAGE_PAIRS},
-            "pool_overlaps": report.pool_overlaps,
+            "pool_overlaps": report.pool.overlaps,
+            "pool_repeats": report.pool.repeats,
+            "pool_excluded_rows": len(report.pool.excluded),
+            "notes": report.notes,
             "spec_notes": report.spec_notes,
             "credentials": credential_status(),
             "tao": tao.lines,
@@ -263,10 +291,13 @@ def render_summary(settings: RunSettings, report: inputs.WorkspaceReport | None,
         for row in report.dataset_table():
             labels = ", ".join(f"{k} {v}" for k, v in row["labels"].items())
             body.append(f"{row['dataset']:<11}{row['rows']:>7}{row['pass']:>7}{row['defect']:>8}  {labels}")
-        body.append("leakage: " + ", ".join(f"{a}/{b} 0 overlapping rows" for a, b in inputs.LEAKAGE_PAIRS))
-        body.append("pool rows repeating validation/KPI rows (excluded from mining): "
-                    + ", ".join(f"{k} {v}" for k, v in report.pool_overlaps.items()))
+        body.append("leakage: " + ", ".join(f"{a}/{b} 0 overlapping rows" for a, b in inputs.LEAKAGE_PAIRS)
+                    + " (by path and by image content)")
+        body.append("pool rows repeating train/validation/KPI rows, by path or content (excluded from mining): "
+                    + ", ".join(f"{k} {v}" for k, v in report.pool.overlaps.items())
+                    + f"; repeating an earlier pool row: {report.pool.repeats}")
         body.append(f"lights: {', '.join(report.lights)}; image ext {report.image_ext}")
+        body.extend(f"note: {note}" for note in report.notes)
         if cfg["backend"] == "tao":
             body.append("spec: given to TAO as it is; each job sets only results_dir, its CSVs, its checkpoint, "
                         "one GPU and tao.pretrained_backbone")

@@ -15,6 +15,7 @@ import pandas as pd
 from PIL import Image
 
 from .. import csvdata, fsutil, report
+from ..decode_cache import eight_bit
 from .settings import RunSettings
 
 MAX_SAMPLES_PER_KIND = 3
@@ -107,15 +108,15 @@ def augmentation_rows(run: Path, labels: list[str]) -> list[dict[str, Any]]:
         gate = _maybe_json(run / label / "dataset" / "gate.json") or {}
         rows.append({
             "iteration": label,
-            "sdg_generated": len(pd.read_csv(sdg)) if sdg.is_file() else 0,
-            "mined": len(pd.read_csv(mined)) if mined.is_file() else 0,
+            "sdg_generated": len(pd.read_csv(sdg, dtype=str)) if sdg.is_file() else 0,
+            "mined": len(pd.read_csv(mined, dtype=str)) if mined.is_file() else 0,
             "total_added": gate.get("rows_added", 0),
         })
     return rows
 
 
 def _light_strip(images_dir: Path, rel_dir: str, object_name: str, lights, ext: str) -> np.ndarray:
-    tiles = [np.asarray(Image.open(csvdata.image_file(images_dir, rel_dir, object_name, light, ext)).convert("RGB"))
+    tiles = [np.asarray(eight_bit(Image.open(csvdata.image_file(images_dir, rel_dir, object_name, light, ext))).convert("RGB"))
              for light in lights]
     height = min(t.shape[0] for t in tiles)
     return np.concatenate([t[:height] for t in tiles], axis=1)

@@ -22,9 +22,10 @@ def run_rule(smk, body: Callable[[RunSettings], None], *, uses_model: bool = Fal
         stream = open(log_file, "a", buffering=1, encoding="utf-8")
         sys.stdout = sys.stderr = stream
     started = time.time()
-    slot = gpu_slots.acquire() if uses_model else None
+    slot = None
     try:
         if uses_model:
+            slot = gpu_slots.acquire()  # inside the try: an unusable lock folder is one line too
             _limit_threads(smk.threads)
             print(f"[{smk.rule}] {gpu_slots.placement_line(slot)}")
         body(from_snakemake(smk))

@@ -13,7 +13,7 @@ from typing import Any
 from .. import state
 from .settings import RunSettings
 
-STATE_FILE, LOG_FILE = "deft_state.json", "loop_log.jsonl"
+STATE_FILE, LOG_FILE = "deft_state.json", state.LOG_NAME  # state.read_state finds a TAO EA log beside the state
 
 
 def _paths(settings: RunSettings) -> tuple[Path, Path]:
