@@ -35,7 +35,7 @@ rule all:
     default_target: True
 
 
-# Bookkeeping runs where Snakemake runs; only model jobs (train, infer, embed, verified SDG) go to the cluster.
+# Bookkeeping runs where Snakemake runs; only model jobs (train, infer with embeddings, verified SDG) go to the cluster.
 localrules:
     all,
     workspace_ready,

@@ -14,15 +14,38 @@ def checkpoint_manifest(it):
 
 
 rule deft_infer:
-    # Both the best-validation and the latest checkpoint, on the KPI and the validation CSVs.
+    # One forward pass per (checkpoint, CSV), only the passes the loop needs: both checkpoints on
+    # validation (the choice), the chosen one on the KPI set and the pool, with their embeddings
+    # (computed once per model and shared: RCA clusters failure modes with them, routing counts pool
+    # rows per mode, mining searches them; the pool's scores pick the hard examples).
     input:
-        manifest=lambda w: checkpoint_manifest(w.it),
+        manifest=lambda w: checkpoint_manifest(w.loopit),
     output:
-        summary="{it}/inference/inference_summary.json",
+        summary="{loopit}/inference/inference_summary.json",
+        embeddings="{loopit}/embeddings/embeddings.json",
     log:
-        "logs/{it}/inference.log",
+        "logs/{loopit}/inference.log",
     benchmark:
-        "benchmarks/{it}/inference.tsv"
+        "benchmarks/{loopit}/inference.tsv"
+    threads: GPU_THREADS
+    resources:
+        **gpu_resources(),
+    container:
+        model_container()
+    script:
+        "../scripts/deft_infer.py"
+
+
+rule final_infer:
+    # Phase 3's winner: both checkpoints on validation, the chosen one on the KPI set.
+    input:
+        manifest="final_automl/best_rec.json",
+    output:
+        summary="final_automl/inference/inference_summary.json",
+    log:
+        "logs/final_automl/inference.log",
+    benchmark:
+        "benchmarks/final_automl/inference.tsv"
     threads: GPU_THREADS
     resources:
         **gpu_resources(),
@@ -43,27 +66,6 @@ rule deft_evaluate:
         "benchmarks/{it}/evaluate.tsv"
     script:
         "../scripts/deft_evaluate.py"
-
-
-rule deft_embed:
-    # Embeddings of the KPI set and the mining pool by this iteration's best model, computed once per
-    # model and shared: RCA clusters failure modes with them, routing counts pool rows per mode,
-    # mining searches them.
-    input:
-        best="{loopit}/evaluate/best.json",
-    output:
-        summary="{loopit}/embeddings/embeddings.json",
-    log:
-        "logs/{loopit}/embed.log",
-    benchmark:
-        "benchmarks/{loopit}/embed.tsv"
-    threads: GPU_THREADS
-    resources:
-        **gpu_resources(),
-    container:
-        model_container()
-    script:
-        "../scripts/deft_embed.py"
 
 
 rule deft_rca:

@@ -274,11 +274,12 @@ def write_result(phase_dir, rec_id, **doc):
 
 
 def test_read_rec_records(tmp_path):
-    write_result(tmp_path, 0, status="complete", val_far_pct=4.5, val_loss=0.3, collapsed=False)
+    write_result(tmp_path, 0, status="complete", val_far_pct=4.5, val_selection=3.9, val_loss=0.3, collapsed=False)
     write_result(tmp_path, 1, status="complete", val_far_pct=None, val_loss=0.2)
     write_result(tmp_path, 2, status="failed")
-    rec0, rec1, rec2, rec3 = automl.read_rec_records(tmp_path, [0, 1, 2, 3])
+    rec0, rec1, rec2, rec3 = automl.read_rec_records(tmp_path, [0, 1, 2, 3], metric="val_far_pct")
     assert rec0 == RecRecord(0, {LR: 1e-3}, 4.5, 0.3, False, "ok")
+    assert automl.read_rec_records(tmp_path, [0])[0].score == 3.9  # the default: the selection score
     assert rec1.status == "failed" and rec2.status == "failed" and rec3.status == "missing"
     assert automl.read_rec_records(tmp_path, [1], metric="val_loss")[0].score == 0.2
     (tmp_path / "rec4").mkdir()
@@ -314,9 +315,9 @@ def test_best_rec_document():
 
 
 def test_leaderboard_cli(tmp_path, capsys):
-    write_result(tmp_path, 0, status="complete", val_far_pct=4.5, val_loss=0.3)
-    write_result(tmp_path, 1, status="complete", val_far_pct=2.0, val_loss=0.3, collapsed=True)
-    write_result(tmp_path, 2, status="complete", val_far_pct=3.0, val_loss=0.3)
+    write_result(tmp_path, 0, status="complete", val_selection=4.5, val_loss=0.3)
+    write_result(tmp_path, 1, status="complete", val_selection=2.0, val_loss=0.3, collapsed=True)
+    write_result(tmp_path, 2, status="complete", val_selection=3.0, val_loss=0.3)
     assert automl.main([str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()[1:]
     assert [line.split()[:3] for line in lines] == [["1", "2", "ok"], ["2", "0", "ok"], ["-", "1", "collapsed"]]

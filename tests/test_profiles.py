@@ -42,7 +42,7 @@ def test_the_dry_run_shows_each_model_job_with_its_slurm_request(tmp_path, tiny_
     def resources(rule: str) -> list[str]:
         return re.search(r"resources: (.*)", out[out.index(f"rule {rule}:"):]).group(1).split(", ")
 
-    for rule in ("automl_train", "deft_infer", "deft_embed"):
+    for rule in ("automl_train", "deft_infer"):
         assert {"gpu=1", f"gpu_model={GPU_MODEL}", "runtime=60", f"slurm_partition={PARTITION}"} <= set(resources(rule))
     for rule in ("automl_suggest", "deft_evaluate", "deft_rca"):
         assert not [r for r in resources(rule) if r.startswith("gpu")], resources(rule)

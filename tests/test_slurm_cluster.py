@@ -29,7 +29,7 @@ from artifact_schema import run_schema, schema_differences
 from conftest import REPO, SNAKEMAKE, tiny_config
 from local_slurm import GPU_MODEL, PARTITION, LocalSlurm, missing_requirements, user_profile
 
-GPU_RULES = {"automl_train", "deft_train", "deft_infer", "deft_embed", "deft_sdg"}
+GPU_RULES = {"automl_train", "deft_train", "deft_infer", "final_infer", "deft_sdg"}
 MEM_MB, RUNTIME_MIN = 1500, 30
 CANCELLED_PHASE = "final_automl"
 
@@ -228,7 +228,7 @@ def test_the_rerun_resumes_without_redoing_finished_jobs(scenario):
     # squeue still lists run 1's finished jobs (MinJobAge): run 2's are the ones run 1 never saw.
     rerun = sorted(c for job_id, c in scenario.second_seen.comments.items() if job_id not in scenario.first_seen.comments)
     # Only the cancelled trial trains again; then the winner's KPI inference.
-    assert rerun == sorted([cancelled_comment, "rule_deft_infer_wildcards_final_automl"]), rerun
+    assert rerun == sorted([cancelled_comment, "rule_final_infer"]), rerun
     now = _mtimes(scenario.run_dir)
     cancelled_rec = f"{CANCELLED_PHASE}/rec{cancelled_comment.rsplit('_', 1)[1]}/"
     kept = [p for p in scenario.mtimes_before_resume

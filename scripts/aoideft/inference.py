@@ -169,7 +169,8 @@ def export_embeddings(
     scores_csv: str | Path | None = None,
 ) -> np.ndarray:
     """Write float32 [N, D] embeddings to ``out_npy`` and the row keys to ``embedding_keys_path(out_npy)``;
-    with ``scores_csv`` also the rows' keys and ``siamese_score`` from the same forward pass."""
+    with ``scores_csv`` also ``run_inference``'s CSV (the input rows + ``siamese_score``) from the same
+    forward pass."""
     output = "embedding" if scores_csv is None else "both"
     rows, outputs = _model_outputs(checkpoint, csv_path, images_dir, output=output, batch_size=batch_size,
                                    device=device, decode_cache=decode_cache)
@@ -179,7 +180,7 @@ def export_embeddings(
         np.save(handle, vectors)
     fsutil.write_csv(csvdata.embedding_keys_path(out_npy), rows[list(KEY_COLUMNS)])
     if logits is not None:
-        scored = rows[list(KEY_COLUMNS)].copy()
+        scored = rows.copy()
         scored[SCORE_COLUMN] = defect_scores(logits).numpy()
         fsutil.write_csv(scores_csv, scored)
     return vectors

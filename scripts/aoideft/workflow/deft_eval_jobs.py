@@ -26,46 +26,68 @@ from .settings import RunSettings, model_backend
 HALVES = (holdout.TARGETING, holdout.HELD_OUT)
 
 
-# ---- inference and embeddings ------------------------------------------------------------------
-def infer(settings: RunSettings, it: str, manifest: Path, out_summary: Path) -> None:
-    """The best-validation and the latest checkpoint on the KPI and the validation CSVs."""
-    started = time.time()
-    backend = model_backend(settings)
-    files: dict[str, dict[str, str]] = {}
-    for kind, ckpt in checkpoints.checkpoint_paths(manifest).items():
-        kind_dir = out_summary.parent / kind
-        backend.infer(ckpt, settings.kpi_csv, settings.images_dir, kind_dir / "inference.csv")
-        backend.infer(ckpt, settings.validation_csv, settings.images_dir, kind_dir / "validation_inference.csv")
-        files[kind] = {
-            "checkpoint": str(ckpt.resolve().relative_to(settings.run_dir)),
-            "kpi": str((kind_dir / "inference.csv").relative_to(settings.run_dir)),
-            "validation": str((kind_dir / "validation_inference.csv").relative_to(settings.run_dir)),
-        }
-    fsutil.write_json(out_summary, {"iteration": it, "kinds": files})
-    state_hooks.commit(settings, it, "inference", time.time() - started,
-                       f"inference of {', '.join(files)} checkpoints on KPI and validation")
-
-
-def embed(settings: RunSettings, it: str, out_summary: Path) -> None:
-    """KPI and pool embeddings by ``it``'s best model, and its pool scores from the same pass (hard
-    examples), keyed by the checkpoint's content hash."""
-    best = fsutil.read_json(settings.run_dir / it / "evaluate" / "best.json")
-    ckpt = settings.run_dir / best["best_ckpt_path"]
-    backend = model_backend(settings)
-    out_dir = out_summary.parent
-    backend.embed(ckpt, settings.kpi_csv, settings.images_dir, out_dir / "kpi.npy")
-    backend.embed(ckpt, settings.pool_csv, settings.pool_images_dir, out_dir / "pool.npy",
-                  scores_csv=out_dir / "pool_scores.csv")
-    fsutil.write_json(out_summary, {"checkpoint": best["best_ckpt_path"], "checkpoint_sha256": fsutil.sha256_file(ckpt),
-                                    "kpi": "kpi.npy", "pool": "pool.npy", "pool_scores": "pool_scores.csv"})
-
-
-# ---- evaluation ----------------------------------------------------------------------------------
+# ---- scoring: one pass per (checkpoint, CSV) ------------------------------------------------------
 def _scored(path: Path, source: str) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     frame = kpi.read_inference_csv(path)
     return frame, kpi.defect_mask(frame["label"], source=source), kpi.parse_scores(frame[kpi.SCORE_COLUMN], source=source)
 
 
+def choose_kind(settings: RunSettings, selection: dict[str, kpi.SelectionScore],
+                kpi_far: dict[str, float]) -> str:
+    """An iteration's checkpoint: the better validation selection score, or with TAO's behaviour the
+    lower KPI FAR; ties go to best_val."""
+    if settings.selects_on_validation:
+        return min(selection, key=lambda k: (selection[k].key, k != "best_val"))
+    return min(kpi_far, key=lambda k: (kpi_far[k], k != "best_val"))
+
+
+def score(settings: RunSettings, it: str, manifest: Path, out_summary: Path,
+          embeddings_summary: Path | None = None) -> None:
+    """Score what the loop needs, each (checkpoint, CSV) in one forward pass: both checkpoints on
+    validation, then the chosen one on the KPI set (with TAO's behaviour, both: the choice reads it)
+    and, for loop iterations (``embeddings_summary``), on the pool, each with its embeddings."""
+    started = time.time()
+    run = settings.run_dir
+    backend = model_backend(settings)
+    ckpts = checkpoints.checkpoint_paths(manifest)
+    files: dict[str, dict[str, str]] = {}
+    for kind, ckpt in ckpts.items():
+        kind_dir = out_summary.parent / kind
+        backend.infer(ckpt, settings.validation_csv, settings.images_dir, kind_dir / "validation_inference.csv")
+        files[kind] = {"checkpoint": str(ckpt.resolve().relative_to(run)),
+                       "validation": str((kind_dir / "validation_inference.csv").relative_to(run))}
+    selection = {kind: kpi.selection_score(*_scored(run / f["validation"], f["validation"])[1:])
+                 for kind, f in files.items()}
+    kpi_far: dict[str, float] = {}
+    if not settings.selects_on_validation:
+        for kind, ckpt in ckpts.items():
+            kind_csv = out_summary.parent / kind / "inference.csv"
+            backend.infer(ckpt, settings.kpi_csv, settings.images_dir, kind_csv)
+            files[kind]["kpi"] = str(kind_csv.relative_to(run))
+            kpi_far[kind] = kpi.operating_point_at_recall(*_scored(kind_csv, files[kind]["kpi"])[1:]).far_pct
+    chosen = choose_kind(settings, selection, kpi_far)
+    ckpt, kind_csv = ckpts[chosen], out_summary.parent / chosen / "inference.csv"
+    if embeddings_summary is not None:
+        emb_dir = embeddings_summary.parent
+        backend.embed(ckpt, settings.kpi_csv, settings.images_dir, emb_dir / "kpi.npy",
+                      scores_csv=None if kpi_far else kind_csv)
+        backend.embed(ckpt, settings.pool_csv, settings.pool_images_dir, emb_dir / "pool.npy",
+                      scores_csv=emb_dir / "pool_scores.csv")
+    elif not kpi_far:
+        backend.infer(ckpt, settings.kpi_csv, settings.images_dir, kind_csv)
+    files[chosen]["kpi"] = str(kind_csv.relative_to(run))
+    fsutil.write_json(out_summary, {"iteration": it, "chosen": chosen, "kinds": files})
+    if embeddings_summary is not None:
+        fsutil.write_json(embeddings_summary, {
+            "checkpoint": files[chosen]["checkpoint"], "checkpoint_sha256": fsutil.sha256_file(ckpt),
+            "kpi": "kpi.npy", "pool": "pool.npy", "pool_scores": "pool_scores.csv"})
+    passes = [f"{kind}: validation" + (", KPI" if "kpi" in f else "") for kind, f in files.items()]
+    state_hooks.commit(settings, it, "inference", time.time() - started,
+                       f"scored {'; '.join(passes)}" + ("; the pool, with embeddings" if embeddings_summary else "")
+                       + f"; {chosen} chosen on {'validation' if settings.selects_on_validation else 'the KPI set'}")
+
+
+# ---- evaluation ----------------------------------------------------------------------------------
 def kpi_halves(settings: RunSettings, frame: pd.DataFrame) -> np.ndarray:
     """The held-out mask of a KPI frame (rows in the KPI CSV's order)."""
     return holdout.held_out_mask(frame, settings.kpi_holdout, settings.deft["kpi_holdout_group"],
@@ -83,15 +105,13 @@ def _half_summary(metrics: dict[str, Any]) -> dict[str, Any]:
 def evaluate(settings: RunSettings, it: str, inference_summary: Path, out_best: Path) -> None:
     started = time.time()
     run = settings.run_dir
-    kinds = fsutil.read_json(inference_summary)["kinds"]
-    scored = {kind: {split: _scored(run / files[split], files[split]) for split in ("validation", "kpi")}
+    summary = fsutil.read_json(inference_summary)
+    kinds, best_kind = summary["kinds"], summary["chosen"]
+    scored = {kind: {split: _scored(run / files[split], files[split]) for split in ("validation", "kpi") if split in files}
               for kind, files in kinds.items()}
     selection = {kind: kpi.selection_score(*data["validation"][1:]) for kind, data in scored.items()}
-    kpi_far = {kind: kpi.operating_point_at_recall(*data["kpi"][1:]).far_pct for kind, data in scored.items()}
-    if settings.selects_on_validation:  # ties: best_val
-        best_kind = min(kinds, key=lambda k: (selection[k].key, k != "best_val"))
-    else:  # TAO: the checkpoint with the lower KPI FAR
-        best_kind = min(kinds, key=lambda k: (kpi_far[k], k != "best_val"))
+    kpi_far = {kind: kpi.operating_point_at_recall(*data["kpi"][1:]).far_pct for kind, data in scored.items()
+               if "kpi" in data}
     bootstrap = settings.config["kpi"]["bootstrap"]
     out_dir = out_best.parent / best_kind
     validation = kpi.evaluate_frame(scored[best_kind]["validation"][0], source=kinds[best_kind]["validation"],
@@ -133,7 +153,7 @@ def evaluate(settings: RunSettings, it: str, inference_summary: Path, out_best: 
         "inference_csv": kinds[best_kind]["kpi"],
         "validation_inference_csv": kinds[best_kind]["validation"],
         "evaluation_dir": str(out_dir.relative_to(run)),
-        "by_kind": {k: {"far_pct": kpi_far[k], "val_expected_far_pct": selection[k].expected_far_pct,
+        "by_kind": {k: {"far_pct": kpi_far.get(k), "val_expected_far_pct": selection[k].expected_far_pct,
                         "val_far_pct": selection[k].far_pct} for k in kinds},
     }
     fsutil.write_json(out_best, best)

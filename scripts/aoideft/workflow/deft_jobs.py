@@ -306,6 +306,8 @@ def _with_hard_examples(settings: RunSettings, n: int, neighbours: mining.Mining
                         history: dict, budget: int) -> mining.MiningResult:
     """The neighbours plus the hard examples that fill the budget the plan's SDG and neighbours leave."""
     count = max(0, budget - _planned_sdg(settings, n) - len(neighbours.rows))
+    if settings.deft["budget"]["hard_share"] == 0:  # hard examples off
+        count = 0
     emb_dir = settings.run_dir / incumbent_before(settings, n) / "embeddings"
     scored = pd.read_csv(emb_dir / "pool_scores.csv", dtype=str, keep_default_na=False)
     if not csvdata.row_key(scored).equals(csvdata.row_key(pool)):

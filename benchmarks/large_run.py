@@ -1,0 +1,126 @@
+"""The large demo preset through all three phases on one GPU: the trajectory, time per rule kind, the
+share of job time that is not training, and how busy the GPU was.
+
+    PYTHONPATH=scripts python3 benchmarks/large_run.py --kind smt --out-dir /tmp/large \\
+        --json benchmarks/results/large_run_smt_h200.json
+
+Generates the ``large`` preset of the world (on every core, timed), then runs the workflow with
+``config/large.yaml`` over ``config/config.yaml`` (``--set KEY=VALUE`` for more), sampling
+``nvidia-smi`` utilisation every 0.5 s while it runs. Job seconds per rule kind come from the jobs'
+own Snakemake benchmark files (``orchestration.overhead``); "training" is the AutoML trials and the
+DEFT retrains, everything else (inference, SDG, bookkeeping) is the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from orchestration import overhead  # noqa: E402
+
+from aoideft.demo.workspace import DemoConfig, generate_workspace  # noqa: E402
+
+TRAINING_KINDS = ("rec", "train")  # automl trials (rec<k>) and DEFT retrains (iter<N>/train)
+
+
+def sample_gpu(samples: list[float], stop: threading.Event) -> None:
+    """nvidia-smi's utilisation.gpu (%) every 0.5 s until ``stop``."""
+    if shutil.which("nvidia-smi") is None:
+        return
+    while not stop.is_set():
+        out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True)
+        if out.returncode == 0 and out.stdout.strip():
+            samples.append(float(out.stdout.split()[0]))
+        stop.wait(0.5)
+
+
+def trajectory(run: Path) -> list[dict]:
+    rows = []
+    summary = json.loads((run / "deft" / "summary.json").read_text())
+    for label in [*summary["iterations"], "final_automl"]:
+        best_path = run / label / "evaluate" / "best.json"
+        if not best_path.is_file():
+            continue
+        best = json.loads(best_path.read_text())
+        decision = run / label / "decision.json"
+        halves = best.get("kpi_halves") or {}
+        rows.append({"model": label, "kpi_far_pct": best["far_pct"],
+                     "held_out_far_pct": halves.get("held_out", {}).get("far_pct"),
+                     "held_out_far_99_9": halves.get("held_out", {}).get("far_at_recall_99_9"),
+                     "held_out_deployable_far_pct": halves.get("held_out", {}).get("deployable_far_pct"),
+                     "held_out_deployable_recall": halves.get("held_out", {}).get("deployable_recall"),
+                     "val_far_pct": best["val_far_pct"], "val_expected_far_pct": best["val_selection"]["expected_far_pct"],
+                     "accepted": json.loads(decision.read_text()).get("accepted") if decision.is_file() else None})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kind", choices=("smt", "bare_board"), default="smt")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out-dir", type=Path, required=True)
+    parser.add_argument("--cores", type=int, default=os.cpu_count())
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    out = args.out_dir.resolve()
+    workspace, run = out / f"workspace_{args.kind}", out / f"run_{args.kind}"
+    started = time.time()
+    generated = generate_workspace(workspace, DemoConfig.from_preset("large", kind=args.kind, seed=args.seed), force=True)
+    generate_s = time.time() - started
+
+    config = {"workspace": str(workspace), "run_dir": str(run), "demo": {"kind": args.kind, "preset": "large",
+                                                                         "seed": args.seed}}
+    config_path = out / f"config_{args.kind}.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--configfile",
+               str(REPO / "config" / "large.yaml"), str(config_path), "--cores", str(args.cores),
+               "--resources", "gpu=1", *(["--config", *args.overrides] if args.overrides else [])]
+    samples: list[float] = []
+    stop = threading.Event()
+    sampler = threading.Thread(target=sample_gpu, args=(samples, stop), daemon=True)
+    sampler.start()
+    workflow_started = time.time()
+    with open(out / f"snakemake_{args.kind}.log", "w") as log:
+        code = subprocess.call(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, "AOIDEFT_GPU_LOCK_DIR": str(out / "gpu-locks")})
+    wall = time.time() - workflow_started
+    stop.set()
+    sampler.join()
+    if code != 0:
+        raise SystemExit(f"snakemake failed ({code}); see {out / f'snakemake_{args.kind}.log'}")
+
+    costs = overhead(run, wall, workflow_started)
+    kinds = costs["per_job_kind"]
+    training = sum(v["total_seconds"] for k, v in kinds.items() if k in TRAINING_KINDS)
+    report = {
+        "kind": args.kind, "seed": args.seed, "rows": generated["rows"], "generate_seconds": generate_s,
+        "generate_images": generated["images"], "workflow_wall_seconds": wall, "cores": args.cores,
+        "job_seconds_by_kind": kinds, "training_job_seconds": training,
+        "not_training_share_pct": 100 * (costs["sum_job_seconds"] - training) / costs["sum_job_seconds"],
+        "no_job_running_pct": costs["no_job_running_pct"],
+        "gpu_busy_mean_pct": sum(samples) / len(samples) if samples else None, "gpu_samples": len(samples),
+        "trajectory": trajectory(run),
+        "delivered": json.loads((run / "best_model.json").read_text()),
+    }
+    print(json.dumps({k: v for k, v in report.items() if k != "job_seconds_by_kind"}, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
