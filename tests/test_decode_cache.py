@@ -1,10 +1,11 @@
-"""The decode-once cache: the same pixels as decoding, each file decoded once per cache folder, keyed
-by content, size and mode, whole entries under concurrent jobs, damaged entries rebuilt."""
+"""The decode-once cache: the same pixels as decoding, each pair decoded once per cache folder (whole
+CSVs, and rows shared between CSVs), keyed by file identity, size and mode, whole entries under
+concurrent jobs, damaged entries rebuilt."""
 
 from __future__ import annotations
 
 import multiprocessing
-import shutil
+import os
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ def _decode(frame, images_dir: Path, cache: DecodeCache | None, size=SIZE):
 
 
 def _entries(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file())
+    return sorted(p for p in root.glob("*/*") if p.is_dir())
 
 
 def test_a_cold_then_warm_cache_gives_the_pixels_of_a_plain_decode(tmp_path):
@@ -42,26 +43,38 @@ def test_a_cold_then_warm_cache_gives_the_pixels_of_a_plain_decode(tmp_path):
     for pairs in (first, second):
         assert torch.equal(pairs.test, plain.test) and torch.equal(pairs.golden, plain.golden)
         assert torch.equal(pairs.labels, plain.labels)
-    assert len(_entries(tmp_path / "cache")) == 160
-    assert not [p for p in (tmp_path / "cache").rglob(".*")]  # no temp file left behind
+    (entry,) = _entries(tmp_path / "cache")  # one entry: the whole frame
+    assert sorted(p.name for p in entry.iterdir()) == ["golden.npy", "keys.txt", "test.npy"]
+    assert not [p for p in (tmp_path / "cache").rglob(".*")]  # no temp folder left behind
 
 
-def test_entries_are_keyed_by_content_size_and_mode(tmp_path):
+def test_rows_shared_with_an_earlier_csv_are_copied_not_decoded(tmp_path):
+    frame, _ = make_pairs(tmp_path / "images", 12)
+    _decode(frame.iloc[:8], tmp_path / "images", DecodeCache(tmp_path / "cache"))
+    combined = DecodeCache(tmp_path / "cache")  # a DEFT iteration's CSV: old rows plus new ones
+    pairs = _decode(frame.iloc[4:], tmp_path / "images", combined)
+    assert (combined.hits, combined.misses) == (4 * 4, 4 * 4)
+    plain = _decode(frame.iloc[4:], tmp_path / "images", None)
+    assert torch.equal(pairs.test, plain.test) and torch.equal(pairs.golden, plain.golden)
+    assert len(_entries(tmp_path / "cache")) == 2
+
+
+def test_entries_follow_file_identity_size_and_mode(tmp_path):
     images = tmp_path / "images"
     frame, pixels = make_pairs(images, 2)
-    cache = DecodeCache(tmp_path / "cache")
-    _decode(frame, images, cache)
-    # Renamed (copied) files hit; a file re-exported under its old name with new pixels misses.
-    shutil.copytree(images, tmp_path / "moved")
+    _decode(frame, images, DecodeCache(tmp_path / "cache"))
+    # A renamed folder (the same files) hits; a file written anew with new pixels misses its row.
+    os.rename(images, tmp_path / "moved")
     renamed = DecodeCache(tmp_path / "cache")
     _decode(frame, tmp_path / "moved", renamed)
     assert (renamed.hits, renamed.misses) == (8, 0)
+    os.rename(tmp_path / "moved", images)
     changed_path = image_file(images, "b0/test", "C0", LIGHTS[0], EXT)
     new_pixels = 255 - pixels[changed_path]
     Image.fromarray(new_pixels).save(changed_path)
     edited = DecodeCache(tmp_path / "cache")
     pairs = _decode(frame, images, edited)
-    assert (edited.hits, edited.misses) == (7, 1)
+    assert (edited.hits, edited.misses) == (4, 4)
     assert torch.equal(pairs.test[0, 0], torch.from_numpy(new_pixels.transpose(2, 0, 1)))
     # Another model size is another entry, resized from the file, not from the cached pixels.
     resized = DecodeCache(tmp_path / "cache")
@@ -73,15 +86,14 @@ def test_entries_are_keyed_by_content_size_and_mode(tmp_path):
 
 
 def test_a_damaged_entry_is_a_miss_and_is_rebuilt(tmp_path):
-    frame, _ = make_pairs(tmp_path / "images", 1)
+    frame, _ = make_pairs(tmp_path / "images", 3)
     plain = _decode(frame, tmp_path / "images", None)
     _decode(frame, tmp_path / "images", DecodeCache(tmp_path / "cache"))
-    truncated, foreign = _entries(tmp_path / "cache")[:2]
-    truncated.write_bytes(truncated.read_bytes()[:-5])  # a writer killed mid-way (no rename would do this)
-    foreign.write_bytes(b"XXXX" + foreign.read_bytes()[4:])  # right length, wrong magic
+    (entry,) = _entries(tmp_path / "cache")
+    (entry / "golden.npy").write_bytes((entry / "golden.npy").read_bytes()[:-5])  # damaged from outside
     again = DecodeCache(tmp_path / "cache")
     pairs = _decode(frame, tmp_path / "images", again)
-    assert (again.hits, again.misses) == (2, 2)
+    assert (again.hits, again.misses) == (0, 12)
     assert torch.equal(pairs.test, plain.test) and torch.equal(pairs.golden, plain.golden)
     third = DecodeCache(tmp_path / "cache")
     _decode(frame, tmp_path / "images", third)
@@ -112,7 +124,7 @@ def test_concurrent_jobs_share_one_cache_safely(tmp_path):
         assert job.exitcode == 0
     for test_bytes, golden_bytes, _ in results:
         assert test_bytes == plain.test.numpy().tobytes() and golden_bytes == plain.golden.numpy().tobytes()
-    assert len(_entries(tmp_path / "cache")) == 256
+    assert len(_entries(tmp_path / "cache")) == 1
     assert not [p for p in (tmp_path / "cache").rglob(".*")]
     after = DecodeCache(tmp_path / "cache")
     _decode(frame, tmp_path / "images", after)
@@ -124,9 +136,10 @@ def test_bad_files_fail_the_same_way_with_a_cache(tmp_path):
     frame, _ = make_pairs(images, 3)
     golden = image_file(images, "b1/golden", "C1", LIGHTS[1], EXT)
     Image.fromarray(np.zeros((9, 6, 3), np.uint8)).save(golden)  # golden 6x9, test 6x4
-    for cache in (DecodeCache(tmp_path / "cache"), DecodeCache(tmp_path / "cache")):  # miss, then hit
+    for cache in (DecodeCache(tmp_path / "cache"), DecodeCache(tmp_path / "cache")):  # no entry is written
         with pytest.raises(InputError, match=r"pairs.csv: row 2 \(UniformLight\): test .* is 6x4 but golden .* is 6x9"):
             _decode(frame, images, cache)
+    assert not _entries(tmp_path / "cache")
     golden.write_bytes(b"not a png")
     with pytest.raises(InputError, match=r"row 2 \(UniformLight\): cannot decode image .*C1_UniformLight.png"):
         _decode(frame, images, DecodeCache(tmp_path / "cache"))

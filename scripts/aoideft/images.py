@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from aoideft.csvdata import defect_labels, image_file
-from aoideft.decode_cache import DecodeCache, decode_image, read_image_bytes
+from aoideft.decode_cache import DecodeCache, decode_image, file_identity, read_image_bytes, row_key
 from aoideft.errors import InputError
 
 CONCAT_TYPES = ("linear", "grid", "channels")
@@ -39,7 +39,7 @@ def decode_pairs(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lights: 
     ``size`` = (width, height) when it differs. Decoding runs in ``num_threads`` threads (PIL releases
     the GIL while decoding). An unreadable file, or test and golden of one row and light with
     different sizes, is an InputError naming ``source`` (the CSV), the 1-based row and the file.
-    With a ``cache``, images it holds are not decoded again and the others are added to it.
+    With a ``cache``, rows it holds are copied instead of decoded and the frame becomes an entry.
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
@@ -49,26 +49,42 @@ def decode_pairs(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lights: 
     mode = "RGB" if channels == 3 else "L"
     rows = list(zip(frame["input_path"], frame["golden_path"], frame["object_name"]))
     prefix = f"{source}: " if source else ""
-    load = cache.load if cache is not None else _decode_file
+
+    def files(index: int) -> list[tuple[str, str, str]]:
+        """(where, test path, golden path) of every light of row ``index``."""
+        test_dir, golden_dir, object_name = rows[index]
+        return [(f"{prefix}row {index + 1} ({light})", str(image_file(images_dir, test_dir, object_name, light, image_ext)),
+                 str(image_file(images_dir, golden_dir, object_name, light, image_ext))) for light in lights]
 
     def decode_row(index: int) -> None:
-        test_dir, golden_dir, object_name = rows[index]
-        for slot, light in enumerate(lights):
-            where = f"{prefix}row {index + 1} ({light})"
-            test_path = str(image_file(images_dir, test_dir, object_name, light, image_ext))
-            golden_path = str(image_file(images_dir, golden_dir, object_name, light, image_ext))
-            test_size, test[index, slot] = load(test_path, mode, (width, height), where)
-            golden_size, golden[index, slot] = load(golden_path, mode, (width, height), where)
+        for slot, (where, test_path, golden_path) in enumerate(files(index)):
+            test_size, test[index, slot] = _decode_file(test_path, mode, (width, height), where)
+            golden_size, golden[index, slot] = _decode_file(golden_path, mode, (width, height), where)
             if test_size != golden_size:
                 raise InputError(f"{where}: test {test_path} is {test_size[0]}x{test_size[1]} "
                                  f"but golden {golden_path} is {golden_size[0]}x{golden_size[1]}; "
                                  f"a pair must be captured at one size")
 
-    chunks = [range(start, min(start + _DECODE_CHUNK, len(rows))) for start in range(0, len(rows), _DECODE_CHUNK)]
+    def key_of(index: int) -> str:
+        return row_key([file_identity(path, where) for where, *paths in files(index) for path in paths])
+
+    todo = list(range(len(rows)))
     with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
-        # Consuming the results in order re-raises the error of the earliest failing chunk.
-        for _ in pool.map(lambda chunk: [decode_row(index) for index in chunk], chunks):
-            pass
+        def each(function, indices):
+            chunks = [indices[start:start + _DECODE_CHUNK] for start in range(0, len(indices), _DECODE_CHUNK)]
+            # Consuming the results in order re-raises the error of the earliest failing chunk.
+            return [value for chunk in pool.map(lambda c: [function(i) for i in c], chunks) for value in chunk]
+
+        keys = each(key_of, todo) if cache is not None else None
+        exact = False
+        if cache is not None:
+            filled, exact = cache.fill(keys, golden, test, mode, (width, height))
+            todo = [int(i) for i in np.flatnonzero(~filled)]
+            cache.hits += 2 * len(lights) * int(filled.sum())
+            cache.misses += 2 * len(lights) * len(todo)
+        each(decode_row, todo)
+    if cache is not None and not exact:
+        cache.store(keys, golden, test, mode, (width, height))
     return DecodedPairs(golden=torch.from_numpy(golden), test=torch.from_numpy(test),
                         labels=torch.from_numpy(defect_labels(frame)))
 
