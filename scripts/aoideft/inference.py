@@ -33,6 +33,7 @@ from aoideft.model import ChangeNetLite, ModelArch, defect_scores
 
 SCORE_COLUMN = "siamese_score"
 KEY_COLUMNS = ("input_path", "object_name", "label")
+CUDA_BATCH_SIZE = 512  # inference batch on a GPU (the CPU keeps the callers' 64)
 
 
 def resolve_device(name: str | None = None) -> torch.device:
@@ -132,6 +133,8 @@ def _model_outputs(
 ) -> tuple[pd.DataFrame, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
     """(CSV rows, model outputs per row): the checkpoint's model over every pair of ``csv_path``."""
     resolved = resolve_device(device)
+    if resolved.type == "cuda":  # a forward pass is cheap there; launches and copies per batch are not
+        batch_size = max(batch_size, CUDA_BATCH_SIZE)
     model = prepare_model(build_model_from_checkpoint(checkpoint), resolved)
     cache = DecodeCache(Path(decode_cache)) if decode_cache else None
     rows, decoded = decode_for_arch(model.arch, csv_path, images_dir, cache=cache)
