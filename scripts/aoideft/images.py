@@ -15,6 +15,7 @@ import torch
 from aoideft.csvdata import defect_labels, image_file
 from aoideft.decode_cache import DecodeCache, decode_image, read_image_bytes
 from aoideft.errors import InputError
+from aoideft.progress import Progress
 
 CONCAT_TYPES = ("linear", "grid", "channels")
 _DECODE_CHUNK = 32  # rows per thread-pool task
@@ -64,11 +65,18 @@ def decode_pairs(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lights: 
                                  f"but golden {golden_path} is {golden_size[0]}x{golden_size[1]}; "
                                  f"a pair must be captured at one size")
 
+    def decode_chunk(chunk: range) -> int:
+        for index in chunk:
+            decode_row(index)
+        return len(chunk)
+
     chunks = [range(start, min(start + _DECODE_CHUNK, len(rows))) for start in range(0, len(rows), _DECODE_CHUNK)]
+    progress = Progress(f"decoding {source or 'pairs'}", len(rows)).start(f"x {len(lights)} lights")
     with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
         # Consuming the results in order re-raises the error of the earliest failing chunk.
-        for _ in pool.map(lambda chunk: [decode_row(index) for index in chunk], chunks):
-            pass
+        for decoded in pool.map(decode_chunk, chunks):
+            progress.advance(decoded)
+    progress.finish()
     return DecodedPairs(golden=torch.from_numpy(golden), test=torch.from_numpy(test),
                         labels=torch.from_numpy(defect_labels(frame)))
 
