@@ -95,7 +95,7 @@ def test_the_failure_mode_engine_ran_every_stage_within_its_budgets(tiny_run):
     embeddings = read_json(run / "iter1/embeddings/embeddings.json")
     assert len(embeddings["checkpoint_sha256"]) == 64
     report = (run / "DEFT_Loop_Report.html").read_text()
-    assert 'id="failure-modes"' in report and "routed in iter1" in report and 'id="regression-gate"' in report
+    assert 'id="it-baseline"' in report and "routed in iter1" in report and 'id="regression-gate"' in report
 
 
 def test_the_loop_never_reads_the_held_out_half_and_reports_it(tiny_run):
