@@ -56,7 +56,7 @@ def full_context(far100: float | None = 6.2, **header) -> dict:
     return {
         "header": {"title": "DEFT loop report", "run_dir": "/runs/r1", "generated_at": "2026-01-01T00:00:00Z",
                    "kpi_target": 5.0, "iterations_run": 2, "max_iterations": 3, "stop_reason": "max_iterations",
-                   "basis": BASIS, **header},
+                   "basis": BASIS, "basis_key": "held_out", **header},
         "models": [
             {"label": "baseline", "phase": "Phase 2", "accepted": None, "basis_far_pct": 20.0,
              "basis_far_ci95": [12.0, 30.0], "delta": None, "kpi_far_pct": 21.0, "deployable_far_pct": 22.0,

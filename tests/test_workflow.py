@@ -348,3 +348,8 @@ def test_the_tao_style_engine_runs_the_same_stages(tiny_run, tmp_path):
     assert best_model["far_pct"] == min(farthest.values()) and best_model["selection_basis"] == "kpi"
     assert best_model["deploy_threshold"] == best_model["threshold"]
     assert "KPI holdout OFF" in (run / "preflight/summary.md").read_text()
+    # the report judges on the whole KPI set, says so, and warns that its threshold was chosen there
+    report = (run / "DEFT_Loop_Report.html").read_text()
+    assert "judged on <b>whole KPI set</b>" in report and "basis: whole KPI set" in report
+    assert "held-out KPI half" not in report and "chosen on the KPI set itself" in report
+    assert f'Deploy <span class="big">{best_model["iteration"]}</span>' in report

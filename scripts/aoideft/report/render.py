@@ -216,7 +216,7 @@ def normalise_context(context: ReportContext | Mapping[str, Any]) -> dict[str, A
         raise ValueError("report context needs 'header' and 'models'")
     header = {"title": "DEFT loop report", "run_dir": "", "generated_at": "", "iterations_run": 0,
               "max_iterations": 0, "stop_reason": "", "in_progress": False, "basis": "whole KPI set",
-              "basis_key": "kpi", **ctx["header"]}
+              "basis_key": "whole", **ctx["header"]}
     if "kpi_target" not in header:
         raise ValueError("report context header needs 'kpi_target' (FAR percent)")
     target, basis = float(header["kpi_target"]), header["basis"]

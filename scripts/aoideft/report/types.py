@@ -33,8 +33,8 @@ class Header(TypedDict, total=False):
     max_iterations: int
     stop_reason: str
     in_progress: bool  # interim report: no delivered model yet
-    basis: str  # the judgement basis in words
-    basis_key: Literal["held_out", "kpi"]
+    basis: str  # the judgement basis in words: "held-out KPI half" | "whole KPI set"
+    basis_key: Literal["held_out", "whole"]
 
 
 class RowSet(TypedDict, total=False):

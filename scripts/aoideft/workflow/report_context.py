@@ -78,6 +78,7 @@ def build_context(settings: RunSettings) -> dict[str, Any]:
         "stop_reason": summary.get("stop_reason", ""),
         "in_progress": not (run / "best_model.json").is_file(),
         "basis": set_name("held_out" if settings.selects_on_validation else "whole"),
+        "basis_key": "held_out" if settings.selects_on_validation else "whole",
     }
     context: dict[str, Any] = {
         "header": header, "models": [], "trials": trials, "stage_times": report_loop.stage_times(log, trials),
@@ -90,7 +91,7 @@ def build_context(settings: RunSettings) -> dict[str, Any]:
     label, final = report_models.delivered_label(settings, labels)
     delivered = loaded[label]
     basis = report_models.basis_name(delivered)
-    header["basis"] = basis
+    header.update(basis=basis, basis_key=delivered.basis)
     delivery = report_models.delivery(settings, delivered, final, labels)
     threshold = delivery["threshold"]
     loop_effect = report_models.loop_effect(settings, delivered, loaded["baseline"], labels)
