@@ -21,7 +21,7 @@ class Verdict(TypedDict):
     tone: Tone
     headline: str
     detail: str
-    basis: str  # e.g. "held-out KPI half (25 PASS, 5 defects)"
+    basis: str  # e.g. "held-out KPI half", "validation (the accept-or-keep gate)"
 
 
 class Header(TypedDict, total=False):
@@ -41,6 +41,7 @@ class RowSet(TypedDict, total=False):
     """One model on one set of rows: at the deploy threshold and at re-chosen thresholds."""
 
     name: str  # "validation", "held-out KPI half", "targeting KPI half", "whole KPI set"
+    key: str  # validation | targeting | held_out | whole
     is_basis: bool
     n_pass: int
     n_defect: int

@@ -163,7 +163,8 @@ def model_rows(settings: RunSettings, models: list[Evaluated], delivered: str) -
         decision = maybe_json(run / model.label / "decision.json") or {}
         if model.label == "final_automl":
             gate = best_model.get("phase3_gate")
-            accepted, note = (gate["accept"] if gate else None), ("Phase 3 AutoML winner, warm-started from the DEFT incumbent")
+            accepted = gate["accept"] if gate else None
+            note = "Phase 3 AutoML winner, warm-started from the DEFT incumbent"
         elif model.label == "baseline":
             accepted = None
             note = f"Phase 1 AutoML winner rec{phase1['best']['rec_id']}" if phase1 else "pre-seeded from Phase 1"
