@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 CORES  ?= 2
 RUN_DIR ?= results/demo
 
-.PHONY: run test venv slurm-tools dry-run install-profiles clean-demo
+.PHONY: run test venv slurm-tools browser-tools dry-run install-profiles clean-demo
 
 venv: $(VENV)/.installed
 
@@ -24,12 +24,16 @@ run: venv
 dry-run: venv
 	$(BIN)/snakemake --profile profiles/local -n --config run_dir=$(RUN_DIR)
 
-test: venv slurm-tools
+test: venv slurm-tools browser-tools
 	bash tests/run_tests.sh
 
 # slurm-wlm + munge for the SLURM integration test (root + apt-get only; otherwise it is skipped).
 slurm-tools:
 	bash tests/install_slurm.sh
+
+# Debian's chromium for the report's browser test (root + apt-get only; otherwise it is skipped).
+browser-tools:
+	bash tests/install_browser.sh
 
 # One-time step so `snakemake --profile slurm ...` finds the profile from any directory.
 install-profiles:

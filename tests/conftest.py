@@ -68,3 +68,14 @@ def tiny_run(tmp_path_factory, tiny_workspace) -> tuple[Path, dict]:
     base = built_once(tmp_path_factory, "tiny-run", build)
     config = tiny_config(tiny_workspace, base / "run")
     return base / "run", config
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Paths of what tests kept for a person to look at (``record_property("artifact", path)``), at the
+    end of the run's output, also with xdist (properties travel with the reports)."""
+    kept = [value for reports in terminalreporter.stats.values() for report in reports
+            for name, value in getattr(report, "user_properties", ()) if name == "artifact"]
+    if kept:
+        terminalreporter.write_sep("-", "test artifacts")
+        for path in dict.fromkeys(kept):
+            terminalreporter.write_line(str(path))

@@ -53,7 +53,8 @@ def test_later_iterations_grow_monotonically_without_re_adding_rows():
     assert combined2.iloc[: len(combined1)][combined1.columns].equals(combined1)
     assert len(combined2) == len(combined1) + 3 and provenance2.attrs["skipped_duplicates"]["mining_pool"] == 1
     assert csvdata.row_key(combined2).is_unique
-    assert list(provenance2["source"]) == (["base_train"] * 3 + ["previous_iter_train"] * 4
+    # synthetic rows stay sdg when carried: the synthetic share (and its cap) counts every iteration's
+    assert list(provenance2["source"]) == (["base_train"] * 3 + ["previous_iter_train"] * 2 + ["sdg"] * 2
                                            + ["mining_pool"] + ["sdg"] * 2)
     assert list(provenance2["iteration_added"]) == [0] * 3 + [1] * 4 + [2] * 3
     with pytest.raises(ValueError, match="provenance"):

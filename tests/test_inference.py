@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from aoideft import csvdata, inference
+from aoideft import csvdata, inference, progress
 from aoideft.backend import EmbeddedBackend, get_backend
 from aoideft.checkpoint import save_checkpoint
 from aoideft.errors import InputError
@@ -90,6 +91,24 @@ def test_cli_infer_and_embed(workspace, tmp_path, capsys):
     assert inference.infer_main(missing) == 2
     assert "none.pth does not exist" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_decoding_inference_and_embedding_log_timestamped_progress(workspace, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(progress, "PROGRESS_EVERY", 4)  # 12 rows: a line at 4 and 8 of them
+    inference.run_inference(workspace["checkpoint"], workspace["val"], workspace["images_dir"], tmp_path / "i.csv",
+                            batch_size=5, device="cpu")
+    inference.export_embeddings(workspace["checkpoint"], workspace["val"], workspace["images_dir"],
+                                tmp_path / "e.npy", batch_size=5, device="cpu", scores_csv=tmp_path / "s.csv")
+    lines = capsys.readouterr().out.splitlines()
+    assert all(re.match(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] ", line) for line in lines)
+    source = str(workspace["val"])
+    for step in (f"decoding {source}", f"inference {source}", f"embedding + scores {source}"):
+        mine = [line.split("] ", 1)[1] for line in lines if line.split("] ", 1)[1].startswith(step + ":")]
+        assert mine[0].startswith(f"{step}: 12 rows") and mine[-1].startswith(f"{step}: done, 12 rows in ")
+        if not step.startswith("decoding"):  # batches of 5 rows: 5 and 10 rows cross 4 and 8
+            assert [line.split(" in ")[0] for line in mine[1:-1]] == [f"{step}: 5/12 rows (42%)",
+                                                                      f"{step}: 10/12 rows (83%)"]
+    assert len([line for line in lines if "decoding" in line and "done" in line]) == 2
 
 
 def test_checkpoint_lights_must_exist_in_images(workspace, tmp_path):

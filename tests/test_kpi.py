@@ -254,6 +254,45 @@ def test_bootstrap_at_a_relaxed_recall_matches_literal_resampling():
                           kpi.bootstrap_far_samples(is_defect, scores, n=50, seed=1))
 
 
+def test_paired_bootstrap_draws_the_same_rows_for_every_model():
+    is_defect, scores = spread_data()
+    rng = np.random.default_rng(8)
+    other = np.clip(scores + rng.normal(0, 0.1, len(scores)), 0, 1)
+    both = kpi.paired_bootstrap_far_samples(is_defect, [scores, other], n=300, seed=6)
+    assert both.shape == (2, 300)
+    assert np.array_equal(both[0], kpi.bootstrap_far_samples(is_defect, scores, n=300, seed=6))
+    # Literal resampling of the same rows for both models, operating points recomputed on each.
+    defects, passes = np.flatnonzero(is_defect), np.flatnonzero(~is_defect)
+    literal = []
+    for _ in range(1500):
+        rows = np.r_[rng.choice(defects, len(defects)), rng.choice(passes, len(passes))]
+        literal.append(kpi.operating_point_at_recall(is_defect[rows], other[rows]).far_pct
+                       - kpi.operating_point_at_recall(is_defect[rows], scores[rows]).far_pct)
+    many = kpi.paired_bootstrap_far_samples(is_defect, [scores, other], n=1500, seed=7)
+    assert (many[1] - many[0]).mean() == pytest.approx(np.mean(literal), abs=1.5)
+    assert (many[1] - many[0]).std() == pytest.approx(np.std(literal), rel=0.15)
+    # A model that ranks every row alike gives the same FAR in every resample.
+    same_order = kpi.paired_bootstrap_far_samples(is_defect, [scores, scores ** 2], n=200, seed=1)
+    assert np.array_equal(same_order[0], same_order[1])
+
+
+def test_far_difference_interval_is_paired():
+    is_defect, scores = spread_data()
+    same = kpi.bootstrap_far_difference(is_defect, scores ** 3, scores, n=300, seed=2)
+    assert same == {"difference_pp": 0.0, "low": 0.0, "high": 0.0, "p_lower": 0.0, "resamples": 300}
+    better = np.where(is_defect, np.maximum(scores, 0.9), np.minimum(scores, 0.85))  # every defect above every PASS
+    gain = kpi.bootstrap_far_difference(is_defect, better, scores, n=300, seed=2)
+    assert gain["difference_pp"] == pytest.approx(-kpi.operating_point_at_recall(is_defect, scores).far_pct)
+    assert gain["low"] <= gain["high"] < 0 and gain["p_lower"] == 1.0
+    # Paired: the difference's interval is narrower than the two models' intervals side by side.
+    nudged = np.where(is_defect, scores, scores * 0.97)
+    paired = kpi.bootstrap_far_difference(is_defect, nudged, scores, n=500, seed=3)
+    low_a, high_a = kpi.bootstrap_far_interval(is_defect, scores, n=500, seed=3)
+    assert paired["high"] - paired["low"] < (high_a - low_a) / 2
+    with pytest.raises(ValueError):
+        kpi.bootstrap_far_difference(is_defect, scores, scores, n=0)
+
+
 # ---- selection -------------------------------------------------------------------------------------
 def test_selection_score_is_the_bootstrap_mean_of_far_at_full_recall_in_closed_form():
     rng = np.random.default_rng(5)

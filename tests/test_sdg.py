@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from aoideft import csvdata
+from aoideft import csvdata, progress
 from aoideft.deft import sdg
 from aoideft.errors import InputError
 
@@ -88,6 +88,15 @@ def test_synthetic_pairs_follow_the_csv_contract_and_exist_for_every_light(train
             assert csvdata.image_file(root, row.input_path, row.object_name, light, EXT).is_file()
     csvdata.check_image_files(rows, images_dir=root, lights=LIGHTS, image_ext=EXT, source="sdg rows")
     assert not list(root.rglob("*.tmp"))  # atomic writes leave no temp files
+
+
+def test_synthesis_logs_its_progress(training, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(progress, "PROGRESS_EVERY", 5)
+    run_synthesize(training, tmp_path / "r")
+    lines = [line.split("] ", 1)[1] for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    assert lines[0] == f"SDG iteration 1: 8 pairs x {len(LIGHTS)} lights"
+    assert lines[1].startswith("SDG iteration 1: 5/8 pairs (62%) in ") and "ETA" in lines[1]
+    assert lines[2].startswith("SDG iteration 1: done, 8 pairs in ") and len(lines) == 3
 
 
 def test_budget_is_spread_proportionally_with_at_least_one_per_label(training, tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -303,6 +304,10 @@ def test_cli_trains_and_reports_input_errors(data, tmp_path, capsys):
     assert trainer.main(argv) == 0
     out = capsys.readouterr().out
     assert "epoch 1/1 loss " in out and "val_FAR@100%R " in out and "pred PASS/NO_PASS " in out
+    epoch = next(line for line in out.splitlines() if "epoch 1/1 " in line)
+    assert re.match(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] epoch 1/1 ", epoch)
+    assert re.search(r" best [\d.]+% \(epoch 1\) .* ETA 0\.0s$", epoch)
+    assert "train.csv: 48 rows x 2 lights" in out and "train.csv: done, 48 rows in " in out  # decode start, end
     assert _metrics(tmp_path / "cli")[0]["lr"] == pytest.approx(1e-3 / 6)  # last of 6 linearly decayed steps
     assert sorted(path.name for path in (tmp_path / "cli").glob("model_epoch_*")) == ["model_epoch_000_step_00006.pth"]
 

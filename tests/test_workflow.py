@@ -96,7 +96,7 @@ def test_the_failure_mode_engine_ran_every_stage_within_its_budgets(tiny_run):
     embeddings = read_json(run / "iter1/embeddings/embeddings.json")
     assert len(embeddings["checkpoint_sha256"]) == 64
     report = (run / "DEFT_Loop_Report.html").read_text()
-    assert 'id="failure-modes"' in report and "routed in iter1" in report and 'id="regression-gate"' in report
+    assert 'id="it-baseline"' in report and "routed in iter1" in report and 'id="regression-gate"' in report
 
 
 def test_the_loop_never_reads_the_held_out_half_and_reports_it(tiny_run):
@@ -349,3 +349,8 @@ def test_the_tao_style_engine_runs_the_same_stages(tiny_run, tmp_path):
     assert best_model["far_pct"] == min(farthest.values()) and best_model["selection_basis"] == "kpi"
     assert best_model["deploy_threshold"] == best_model["threshold"]
     assert "KPI holdout OFF" in proc.stdout + proc.stderr  # the parse-time pre-flight says which is on
+    # the report judges on the whole KPI set, says so, and warns that its threshold was chosen there
+    report = (run / "DEFT_Loop_Report.html").read_text()
+    assert "judged on <b>whole KPI set</b>" in report and "basis: whole KPI set" in report
+    assert "held-out KPI half" not in report and "chosen on the KPI set itself" in report
+    assert f'Deploy <span class="big">{best_model["iteration"]}</span>' in report

@@ -15,6 +15,7 @@ import torch
 from aoideft.csvdata import defect_labels, image_file
 from aoideft.decode_cache import DecodeCache, decode_image, file_identity, read_image_bytes, row_key
 from aoideft.errors import InputError
+from aoideft.progress import Progress
 
 CONCAT_TYPES = ("linear", "grid", "channels")
 _DECODE_CHUNK = 32  # rows per thread-pool task
@@ -70,10 +71,15 @@ def decode_pairs(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lights: 
 
     todo = list(range(len(rows)))
     with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
-        def each(function, indices):
+        def each(function, indices, progress: Progress | None = None):
             chunks = [indices[start:start + _DECODE_CHUNK] for start in range(0, len(indices), _DECODE_CHUNK)]
+            values = []
             # Consuming the results in order re-raises the error of the earliest failing chunk.
-            return [value for chunk in pool.map(lambda c: [function(i) for i in c], chunks) for value in chunk]
+            for chunk in pool.map(lambda c: [function(i) for i in c], chunks):
+                values.extend(chunk)
+                if progress is not None:
+                    progress.advance(len(chunk))
+            return values
 
         keys = each(key_of, todo) if cache is not None else None
         exact = False
@@ -82,7 +88,10 @@ def decode_pairs(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lights: 
             todo = [int(i) for i in np.flatnonzero(~filled)]
             cache.hits += 2 * len(lights) * int(filled.sum())
             cache.misses += 2 * len(lights) * len(todo)
-        each(decode_row, todo)
+        reused = f", {len(rows) - len(todo)} from the decode cache" if cache is not None else ""
+        progress = Progress(f"decoding {source or 'pairs'}", len(todo)).start(f"x {len(lights)} lights{reused}")
+        each(decode_row, todo, progress)
+        progress.finish()
     if cache is not None and not exact:
         cache.store(keys, golden, test, mode, (width, height))
     return DecodedPairs(golden=torch.from_numpy(golden), test=torch.from_numpy(test),

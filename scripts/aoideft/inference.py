@@ -30,6 +30,7 @@ from aoideft.checkpoint import build_model_from_checkpoint
 from aoideft.decode_cache import DecodeCache
 from aoideft.errors import InputError
 from aoideft.model import ChangeNetLite, ModelArch, defect_scores
+from aoideft.progress import Progress
 
 SCORE_COLUMN = "siamese_score"
 KEY_COLUMNS = ("input_path", "object_name", "label")
@@ -103,9 +104,11 @@ def predict(
     batch_size: int,
     device: torch.device,
     output: str = "logits",
+    progress: Progress | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Eval-mode forward in batches, float32 on CPU: ``output`` 'logits' [N, 2], 'embedding' [N, D], or
-    'both' (embedding, logits) from one pass (the head runs on the embedding it returns)."""
+    'both' (embedding, logits) from one pass (the head runs on the embedding it returns). ``progress``
+    counts the rows done."""
     model.eval()
     embeddings, logits = [], []
     for start in range(0, len(golden), batch_size):
@@ -114,11 +117,13 @@ def predict(
         with autocast(device):
             if output == "logits":
                 logits.append(model(batch_golden, batch_test).float().cpu())
-                continue
-            embedding = model.embed(batch_golden, batch_test)
-            embeddings.append(embedding.float().cpu())
-            if output == "both":
-                logits.append(model.head(embedding).float().cpu())
+            else:
+                embedding = model.embed(batch_golden, batch_test)
+                embeddings.append(embedding.float().cpu())
+                if output == "both":
+                    logits.append(model.head(embedding).float().cpu())
+        if progress is not None:
+            progress.advance(len(batch_golden))
     as_tensor = lambda chunks, width: torch.cat(chunks) if chunks else torch.empty(0, width)
     if output == "logits":
         return as_tensor(logits, 2)
@@ -138,7 +143,12 @@ def _model_outputs(
     model = prepare_model(build_model_from_checkpoint(checkpoint), resolved)
     cache = DecodeCache(Path(decode_cache)) if decode_cache else None
     rows, decoded = decode_for_arch(model.arch, csv_path, images_dir, cache=cache)
-    return rows, predict(model, decoded.golden, decoded.test, batch_size=batch_size, device=resolved, output=output)
+    step = {"logits": "inference", "embedding": "embedding", "both": "embedding + scores"}[output]
+    progress = Progress(f"{step} {csv_path}", len(rows)).start(f"({Path(checkpoint).name} on {resolved})")
+    outputs = predict(model, decoded.golden, decoded.test, batch_size=batch_size, device=resolved, output=output,
+                      progress=progress)
+    progress.finish()
+    return rows, outputs
 
 
 def run_inference(

@@ -309,33 +309,62 @@ def bootstrap_resamples(n_rows: int, requested: int) -> int:
 
 def bootstrap_far_samples(is_defect: Any, scores: Any, n: int = DEFAULT_BOOTSTRAP, seed: int = 0,
                           min_recall: float = KPI_RECALL) -> np.ndarray:
-    """FAR (%) at ``min_recall`` of ``n`` stratified resamples (the operating point redone on each).
+    """FAR (%) at ``min_recall`` of ``n`` stratified resamples (the operating point redone on each);
+    see ``paired_bootstrap_far_samples``, of which this is the one-model case."""
+    return paired_bootstrap_far_samples(is_defect, [scores], n=n, seed=seed, min_recall=min_recall)[0]
+
+
+def paired_bootstrap_far_samples(is_defect: Any, score_sets: Sequence[Any], n: int = DEFAULT_BOOTSTRAP,
+                                 seed: int = 0, min_recall: float = KPI_RECALL) -> np.ndarray:
+    """FAR (%) at ``min_recall`` of ``n`` stratified resamples, the same resampled rows for every model
+    of ``score_sets`` (scores of the same rows): [models, n]. The first model's samples do not depend
+    on the others.
 
     Each resample draws n_defect defect rows and n_pass PASS rows with replacement. With m = the
     defects it may miss (n_defect - ceil(min_recall * n_defect)), its operating point is the highest
     candidate below its (m+1)-th lowest drawn defect score s (unscored defects never constrain it:
     they are always flagged), and no candidate lies between that threshold and s, so its false alarms
-    are exactly its PASS draws scoring >= s, plus unscored PASS draws. Counting those with one
-    searchsorted per resample is the operating point recomputed without building its table.
+    are exactly its PASS draws scoring >= s, plus unscored PASS draws. PASS rows are drawn as positions
+    in the first model's sorted order, so for it one searchsorted per resample counts them.
     """
-    is_defect, scores = _arrays(is_defect, scores)
-    ranked = np.where(np.isfinite(scores), scores, np.inf)  # unscored: above every threshold
-    defect_scores = ranked[is_defect]
-    pass_sorted = np.sort(ranked[~is_defect])
-    n_defect, n_pass = len(defect_scores), len(pass_sorted)
+    is_defect = np.asarray(is_defect, dtype=bool).ravel()
+    ranked = [np.where(np.isfinite(s), s, np.inf) for _, s in (_arrays(is_defect, scores) for scores in score_sets)]
+    order = np.argsort(ranked[0][~is_defect], kind="stable")
+    pass_ordered = [values[~is_defect][order] for values in ranked]  # the first model's are sorted
+    defect_scores = [values[is_defect] for values in ranked]
+    n_defect, n_pass = len(defect_scores[0]), len(order)
     misses = n_defect - math.ceil(min_recall * n_defect - 1e-9)
     rng = np.random.default_rng(seed)
-    samples = np.empty(n, dtype=np.float64)
+    samples = np.empty((len(ranked), n), dtype=np.float64)
     per_chunk = max(1, _DRAWS_PER_CHUNK // (n_defect + n_pass))
     for start in range(0, n, per_chunk):
         size = min(per_chunk, n - start)
-        drawn = defect_scores[rng.integers(0, n_defect, size=(size, n_defect))]
-        weakest_kept = np.partition(drawn, misses, axis=1)[:, misses] if misses else drawn.min(axis=1)
-        first_flagged = np.searchsorted(pass_sorted, weakest_kept, side="left")
+        defect_draws = rng.integers(0, n_defect, size=(size, n_defect))
+        weakest_kept = [np.partition(d[defect_draws], misses, axis=1)[:, misses] if misses
+                        else d[defect_draws].min(axis=1) for d in defect_scores]
         pass_draws = rng.integers(0, n_pass, size=(size, n_pass))
-        false_alarms = np.count_nonzero(pass_draws >= first_flagged[:, None], axis=1)
-        samples[start:start + size] = 100.0 * false_alarms / n_pass
+        first_flagged = np.searchsorted(pass_ordered[0], weakest_kept[0], side="left")
+        false_alarms = [np.count_nonzero(pass_draws >= first_flagged[:, None], axis=1)]
+        false_alarms += [np.count_nonzero(passes[pass_draws] >= kept[:, None], axis=1)
+                         for passes, kept in zip(pass_ordered[1:], weakest_kept[1:])]
+        samples[:, start:start + size] = 100.0 * np.asarray(false_alarms) / n_pass
     return samples
+
+
+def bootstrap_far_difference(is_defect: Any, scores: Any, reference_scores: Any, n: int = DEFAULT_BOOTSTRAP,
+                             seed: int = 0, level: float = CI_LEVEL, min_recall: float = KPI_RECALL) -> dict[str, float]:
+    """FAR (%) at ``min_recall`` of ``scores`` minus that of ``reference_scores`` on the same rows (pp):
+    the difference itself, a paired percentile interval and the share of resamples where it is < 0."""
+    if n < 1 or not 0.0 < level < 1.0:
+        raise ValueError(f"need n >= 1 and 0 < level < 1, got n={n}, level={level}")
+    point = (operating_point_at_recall(is_defect, scores, min_recall).far_pct
+             - operating_point_at_recall(is_defect, reference_scores, min_recall).far_pct)
+    model, reference = paired_bootstrap_far_samples(is_defect, [scores, reference_scores], n=n, seed=seed,
+                                                    min_recall=min_recall)
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(model - reference, [tail, 1.0 - tail])
+    return {"difference_pp": float(point), "low": float(low), "high": float(high),
+            "p_lower": float(np.mean(model < reference)), "resamples": n}
 
 
 def bootstrap_far_interval(is_defect: Any, scores: Any, n: int = DEFAULT_BOOTSTRAP, seed: int = 0,

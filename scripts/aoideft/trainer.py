@@ -44,7 +44,7 @@ import torch
 import yaml
 from torch import nn
 
-from aoideft import fsutil, kpi, spec as spec_module
+from aoideft import fsutil, kpi, progress, spec as spec_module
 from aoideft.augment import augment_pairs
 from aoideft.checkpoint import checkpoint_name, load_pretrained_weights, save_checkpoint
 from aoideft.decode_cache import DecodeCache
@@ -293,13 +293,18 @@ def evaluate(
     }
 
 
-def progress_line(metrics: dict[str, Any], num_epochs: int) -> str:
+def progress_line(metrics: dict[str, Any], num_epochs: int, best: dict[str, Any], elapsed: float) -> str:
+    """One epoch's line: loss, validation FAR, the best epoch so far, its seconds and the ETA of the
+    remaining epochs (``elapsed``: seconds since the first epoch started)."""
     counts = metrics["val_pred_counts"]
+    done = metrics["epoch"] + 1
     return (
-        f"epoch {metrics['epoch'] + 1}/{num_epochs} loss {metrics['loss']:.3f} acc {metrics['accuracy']:.2f} "
+        f"epoch {done}/{num_epochs} loss {metrics['loss']:.3f} acc {metrics['accuracy']:.2f} "
         f"val_loss {metrics['val_loss']:.3f} val_FAR@100%R {metrics['val_far_pct']:.1f}% "
         f"(expected {metrics['val_expected_far_pct']:.1f}%) "
-        f"pred PASS/NO_PASS {counts['PASS']}/{counts['NO_PASS']} lr {metrics['lr']:.1e} {metrics['seconds']:.1f}s"
+        f"best {best['val_far_pct']:.1f}% (epoch {best['epoch'] + 1}) "
+        f"pred PASS/NO_PASS {counts['PASS']}/{counts['NO_PASS']} lr {metrics['lr']:.1e} {metrics['seconds']:.1f}s "
+        f"ETA {progress.fmt_duration(progress.eta_seconds(done, num_epochs, elapsed))}"
     )
 
 
@@ -362,6 +367,7 @@ def train(
     epoch_checkpoints: list[str] = []
     best: dict[str, Any] | None = None
     step, train_seconds, train_pairs = 0, 0.0, 0
+    epochs_started = time.perf_counter()
     for epoch in range(settings.num_epochs):
         epoch_started = time.perf_counter()
         indices = epoch_indices(weights, sampler_generator)
@@ -401,7 +407,7 @@ def train(
             best = metrics
             save_checkpoint(results_dir / "best_val.pth", evaluated, epoch=epoch, step=step, metrics=metrics)
         if options.verbose:
-            print(progress_line(metrics, settings.num_epochs), flush=True)
+            progress.log(progress_line(metrics, settings.num_epochs, best, time.perf_counter() - epochs_started))
 
     summary = {
         "best_epoch": best["epoch"],

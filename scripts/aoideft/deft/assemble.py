@@ -4,7 +4,10 @@ The combined CSV grows monotonically (rows are only appended; a row whose key is
 skipped and counted) and uses ``<run>/images`` as its images_dir, so each row's paths carry a source
 prefix: ``workspace/`` (base rows), ``pool/`` (mined rows), ``sdg/iter<N>/...`` (synthetic rows, as
 SDG writes them). A provenance CSV has one row per combined row, same order: key, source,
-iteration_added, with source in {base_train, previous_iter_train, mining_pool, sdg}.
+iteration_added, with source in {base_train, previous_iter_train, mining_pool, sdg}. Carried rows stay
+``base_train`` and ``sdg``, so the synthetic rows of the provenance are every synthetic row of the
+training set (the share the cap in ``trim_to_budget`` limits); carried mined rows become
+``previous_iter_train``.
 """
 
 from __future__ import annotations
@@ -117,7 +120,8 @@ def _provenance(frame: pd.DataFrame, source: str, iteration: int) -> pd.DataFram
 
 
 def _carried_provenance(previous: pd.DataFrame, previous_provenance: pd.DataFrame | None) -> pd.DataFrame:
-    """Rows of the previous combined CSV: base rows stay base_train, the rest become previous_iter_train."""
+    """Rows of the previous combined CSV: base and synthetic rows keep their source, the rest become
+    previous_iter_train."""
     if previous_provenance is None:
         raise ValueError("assemble on a previous combined CSV needs its provenance (previous_provenance=...)")
     keys = csvdata.row_key(previous)
@@ -127,7 +131,7 @@ def _carried_provenance(previous: pd.DataFrame, previous_provenance: pd.DataFram
     source = previous_provenance["source"].astype(str)
     return pd.DataFrame({
         "key": keys.to_numpy(),
-        "source": source.where(source == BASE, PREVIOUS).to_numpy(),
+        "source": source.where(source.isin([BASE, SYNTHETIC]), PREVIOUS).to_numpy(),
         "iteration_added": previous_provenance["iteration_added"].astype(int).to_numpy(),
     })
 

@@ -26,6 +26,7 @@ from PIL import Image
 from aoideft import csvdata, fsutil
 from aoideft.decode_cache import eight_bit
 from aoideft.errors import InputError
+from aoideft.progress import Progress
 
 PASS_LABEL = "PASS"
 MANDATORY_COLUMNS = ("input_path", "golden_path", "label", "object_name")
@@ -635,6 +636,7 @@ def synthesize(
     test_dir, golden_dir = sdg_dirs(iteration)
     out_root = Path(run_images_root)
     rows = []
+    progress = Progress(f"SDG iteration {iteration}", len(slots), unit="pairs").start(f"x {len(lights)} lights")
     for index, slot in enumerate(slots):
         target = slot.target
         source = sources.iloc[picker.pick(target, slot.match_columns)]
@@ -661,6 +663,8 @@ def synthesize(
             "sdg_method": f"procedural:{plan.kind}", "sdg_mode": slot.mode,
             "sdg_strength": round(slot.strength, 4), "sdg_change": round(change, 4),
         })
+        progress.advance()
+    progress.finish()
     return _as_rows(rows, sources)
 
 
