@@ -7,16 +7,25 @@ BIN    := $(VENV)/bin
 CORES  ?= 2
 RUN_DIR ?= results/demo
 
-.PHONY: run test venv slurm-tools browser-tools dry-run install-profiles clean-demo
+.PHONY: run test lock venv slurm-tools browser-tools dry-run install-profiles clean-demo
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+# Exactly the locked versions (runtime, tests and the checks' tools), then this project without deps.
+$(VENV)/.installed: requirements-dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet -r requirements-dev.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
+
+# After editing pyproject.toml's dependencies: re-resolve the locks (existing pins are kept unless
+# pyproject.toml asks otherwise) and rewrite envs/aoideft.yaml from them (tools/lockfiles.py).
+PIP_COMPILE = $(BIN)/pip-compile --quiet --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
+lock: venv
+	$(PIP_COMPILE) --output-file requirements.lock pyproject.toml
+	$(PIP_COMPILE) --extra test --extra dev --constraint requirements.lock --output-file requirements-dev.lock pyproject.toml
+	$(BIN)/python tools/lockfiles.py
 
 run: venv
 	$(BIN)/snakemake --profile profiles/local --cores $(CORES) --config run_dir=$(RUN_DIR)
