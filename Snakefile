@@ -26,13 +26,15 @@ if config["container"]:
 
 
 rule all:
+    default_target: True
     input:
         "final_automl/best.pth",
         "best_model.json",
         "DEFT_Loop_Report.html",
+        # The pre-flight's evidence, rerun with any workspace or config change.
+        "preflight/summary.md",
         # The loop's decision files, walked afresh: a deleted iteration is redone from there.
         deft_finish_inputs,
-    default_target: True
 
 
 # Bookkeeping runs where Snakemake runs; only model jobs (train, infer with embeddings, verified SDG) go to the cluster.
@@ -40,6 +42,7 @@ localrules:
     all,
     workspace_ready,
     preflight,
+    preflight_passed,
     automl_suggest,
     automl_select,
     preseed_deft,

@@ -3,63 +3,58 @@
 # its own GPU job; nothing lives in a hidden database.
 
 
-def automl_phase_inputs(wildcards):
-    """What a phase needs before it can propose: the pre-flight, and for Phase 3 the DEFT result."""
-    if wildcards.phase == "phase1_automl":
-        return ["preflight/checks.json"]
-    return ["preflight/checks.json", "phase1_automl/best_rec.json", "deft/summary.json"]
-
-
-def automl_suggest_inputs(wildcards):
-    previous = rec_ids_before_round(wildcards.phase, wildcards.r)
-    return automl_phase_inputs(wildcards) + [
-        f"{wildcards.phase}/rec{k}/result.json" for k in previous
-    ]
-
-
 rule automl_suggest:
     input:
         automl_suggest_inputs,
+        # Phase 1's first recommendation is the workspace spec's own values.
+        **workspace(SPEC),
+        preflight=preflight_gate,
     output:
         proposals="{phase}/round{r}/proposals.json",
     log:
         "logs/{phase}/suggest_round{r}.log",
     benchmark:
         "benchmarks/{phase}/suggest_round{r}.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        # the proposals: the sampler, its seed and search space (the default space depends on the backend)
+        config=automl_config(
+            "automl.algorithm", "automl.seed", "automl.metric", "automl.search_space", "automl.pinned", "backend"
+        ),
     script:
         "../scripts/automl_suggest.py"
 
 
 rule automl_train:
     input:
-        proposals=lambda w: f"{w.phase}/round{round_of(w.phase, w.k)}/proposals.json",
+        **workspace(SPEC, TRAIN, VALIDATION),
+        proposals=automl_proposals,
         phase=automl_phase_inputs,
+        preflight=preflight_gate,
     output:
         result="{phase}/rec{k}/result.json",
     log:
         "logs/{phase}/rec{k}.log",
     benchmark:
         "benchmarks/{phase}/rec{k}.tsv"
+    conda:
+        CONDA_ENV
+    container:
+        model_container()
     threads: GPU_THREADS
     resources:
         **gpu_resources(),
-    container:
-        model_container()
+    params:
+        config=automl_config("automl.metric", "automl.pinned", *MODEL_CONFIG),
     script:
         "../scripts/automl_train.py"
-
-
-def automl_select_inputs(wildcards):
-    total, _ = automl_counts(wildcards.phase)
-    inputs = automl_phase_inputs(wildcards)
-    if wildcards.phase == "final_automl" and deft_summary()["phase3"]["skip"]:
-        return inputs
-    return inputs + [f"{wildcards.phase}/rec{k}/result.json" for k in range(total)]
 
 
 rule automl_select:
     input:
         automl_select_inputs,
+        preflight=preflight_gate,
     output:
         best_rec="{phase}/best_rec.json",
         checkpoint="{phase}/best.pth",
@@ -68,5 +63,9 @@ rule automl_select:
         "logs/{phase}/select.log",
     benchmark:
         "benchmarks/{phase}/select.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        config=automl_config("automl.metric", "automl.pinned"),
     script:
         "../scripts/automl_select.py"

@@ -4,22 +4,14 @@
 # checkpoints (deft_validate, deft_decide); everything else is an ordinary rule keyed by the iteration.
 
 
-def checkpoint_manifest(it):
-    """The JSON that names an iteration's best-validation and latest checkpoints."""
-    if it == "baseline":
-        return "baseline/train/handoff.json"
-    if it == "final_automl":
-        return "final_automl/best_rec.json"
-    return f"{it}/train/train_summary.json"
-
-
 rule deft_infer:
     # One forward pass per (checkpoint, CSV), only the passes the loop needs: both checkpoints on
     # validation (the choice), the chosen one on the KPI set and the pool, with their embeddings
     # (computed once per model and shared: RCA clusters failure modes with them, routing counts pool
     # rows per mode, mining searches them; the pool's scores pick the hard examples).
     input:
-        manifest=lambda w: checkpoint_manifest(w.loopit),
+        **workspace(VALIDATION, KPI, POOL),
+        manifest=checkpoint_manifest,
     output:
         summary="{loopit}/inference/inference_summary.json",
         embeddings="{loopit}/embeddings/embeddings.json",
@@ -27,11 +19,15 @@ rule deft_infer:
         "logs/{loopit}/inference.log",
     benchmark:
         "benchmarks/{loopit}/inference.tsv"
+    conda:
+        CONDA_ENV
+    container:
+        model_container()
     threads: GPU_THREADS
     resources:
         **gpu_resources(),
-    container:
-        model_container()
+    params:
+        config=config_of("deft.kpi_holdout", *MODEL_CONFIG),
     script:
         "../scripts/deft_infer.py"
 
@@ -39,6 +35,7 @@ rule deft_infer:
 rule final_infer:
     # Phase 3's winner: both checkpoints on validation, the chosen one on the KPI set.
     input:
+        **workspace(VALIDATION, KPI),
         manifest="final_automl/best_rec.json",
     output:
         summary="final_automl/inference/inference_summary.json",
@@ -46,11 +43,15 @@ rule final_infer:
         "logs/final_automl/inference.log",
     benchmark:
         "benchmarks/final_automl/inference.tsv"
+    conda:
+        CONDA_ENV
+    container:
+        model_container()
     threads: GPU_THREADS
     resources:
         **gpu_resources(),
-    container:
-        model_container()
+    params:
+        config=config_of("deft.kpi_holdout", *MODEL_CONFIG),
     script:
         "../scripts/deft_infer.py"
 
@@ -64,6 +65,10 @@ rule deft_evaluate:
         "logs/{it}/evaluate.log",
     benchmark:
         "benchmarks/{it}/evaluate.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        config=config_of("kpi.bootstrap", "deft.kpi_holdout", "deft.kpi_holdout_group"),
     script:
         "../scripts/deft_evaluate.py"
 
@@ -73,29 +78,26 @@ rule deft_rca:
     input:
         best="{loopit}/evaluate/best.json",
         embeddings="{loopit}/embeddings/embeddings.json",
+        workspace=WORKSPACE_RECORD,
     output:
         metrics="{loopit}/rca/metrics.json",
     log:
         "logs/{loopit}/rca.log",
     benchmark:
         "benchmarks/{loopit}/rca.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        config=config_of(
+            "kpi.target_far_pct",
+            "deft.top_k_per_label",
+            "deft.failure_modes",
+            "deft.seed",
+            "deft.kpi_holdout",
+            "deft.kpi_holdout_group",
+        ),
     script:
         "../scripts/deft_rca.py"
-
-
-def decide_inputs(wildcards):
-    if wildcards.loopit == "baseline":
-        earlier = []
-    else:
-        n = int(wildcards.loopit[len("iter") :])
-        earlier = ["baseline"] + [f"iter{i}" for i in range(1, n)]
-    return {
-        "best": f"{wildcards.loopit}/evaluate/best.json",
-        "rca": f"{wildcards.loopit}/rca/metrics.json",
-        # the incumbent can be any earlier model; the previous decision names it
-        "earlier": [f"{it}/evaluate/best.json" for it in earlier],
-        "previous": [f"{earlier[-1]}/decision.json"] if earlier else [],
-    }
 
 
 checkpoint deft_decide:
@@ -109,32 +111,35 @@ checkpoint deft_decide:
         "logs/{loopit}/decision.log",
     benchmark:
         "benchmarks/{loopit}/decision.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        config=config_of("kpi.target_far_pct", "deft.max_iterations", "deft.gate", "deft.seed", "deft.kpi_holdout"),
     script:
         "../scripts/deft_decide.py"
-
-
-def previous_training_csv(n):
-    n = int(n)
-    if n == 1:
-        return []
-    return [f"iter{n - 1}/dataset/train_combined_iter{n - 1}.csv"]
 
 
 rule deft_route:
     # engine failure_modes: the budgeted integer program over the incumbent's failure modes; engine
     # tao: TAO's label rule; engine random: nothing targeted.
     input:
-        rca=lambda w: f"{incumbent_before(w.n)}/rca/metrics.json",
-        decision=lambda w: f"{prev_iteration(w.n)}/decision.json",
-        embeddings=lambda w: f"{incumbent_before(w.n)}/embeddings/embeddings.json",
-        history=lambda w: [] if int(w.n) == 1 else [f"iter{int(w.n) - 1}/mining/mining_history.json"],
-        previous=lambda w: previous_training_csv(w.n),
+        **workspace(TRAIN, POOL, SYNTHETIC),
+        workspace=WORKSPACE_RECORD,
+        rca=incumbent_file("rca/metrics.json"),
+        decision=previous_decision,
+        embeddings=incumbent_file("embeddings/embeddings.json"),
+        history=previous_mining_history,
+        previous=previous_training_csv,
     output:
         summary="iter{n}/routing/routing_summary.json",
     log:
         "logs/iter{n}/routing.log",
     benchmark:
         "benchmarks/iter{n}/routing.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        config=config_of("deft.engine", "deft.budget", "deft.routing", "deft.sdg", "deft.mining"),
     script:
         "../scripts/deft_route.py"
 
@@ -142,20 +147,26 @@ rule deft_route:
 rule deft_sdg:
     # Synthesis per routed mode; candidates are scored by the current model and filtered (verify).
     input:
+        **workspace(TRAIN, SYNTHETIC),
+        workspace=WORKSPACE_RECORD,
         routing="iter{n}/routing/routing_summary.json",
-        previous=lambda w: previous_training_csv(w.n),
-        best=lambda w: f"{incumbent_before(w.n)}/evaluate/best.json",
+        previous=previous_training_csv,
+        best=incumbent_file("evaluate/best.json"),
     output:
         rows="iter{n}/sdg/sdg_rows.csv",
     log:
         "logs/iter{n}/sdg.log",
     benchmark:
         "benchmarks/iter{n}/sdg.tsv"
+    conda:
+        CONDA_ENV
+    container:
+        model_container()
     threads: GPU_THREADS
     resources:
         **gpu_resources(),
-    container:
-        model_container()
+    params:
+        config=config_of("deft.engine", "deft.sdg", "deft.seed", *MODEL_CONFIG),
     script:
         "../scripts/deft_sdg.py"
 
@@ -163,10 +174,13 @@ rule deft_sdg:
 rule deft_mine:
     # Neighbours of the routed weak rows, then hard examples of the incumbent for the rest of the budget.
     input:
+        **workspace(TRAIN, VALIDATION, POOL),
+        # the pool rows that repeat a train, validation or KPI pair, never mined
+        workspace=WORKSPACE_RECORD,
         routing="iter{n}/routing/routing_summary.json",
-        embeddings=lambda w: f"{incumbent_before(w.n)}/embeddings/embeddings.json",
-        best=lambda w: f"{incumbent_before(w.n)}/evaluate/best.json",
-        history=lambda w: [] if int(w.n) == 1 else [f"iter{int(w.n) - 1}/mining/mining_history.json"],
+        embeddings=incumbent_file("embeddings/embeddings.json"),
+        best=incumbent_file("evaluate/best.json"),
+        history=previous_mining_history,
     output:
         rows="iter{n}/mining/mined_rows.csv",
         history="iter{n}/mining/mining_history.json",
@@ -174,15 +188,21 @@ rule deft_mine:
         "logs/iter{n}/mining.log",
     benchmark:
         "benchmarks/iter{n}/mining.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        config=config_of("deft.engine", "deft.budget", "deft.sdg", "deft.mining", "deft.seed"),
     script:
         "../scripts/deft_mine.py"
 
 
 rule deft_assemble:
     input:
+        **workspace(TRAIN),
+        workspace=WORKSPACE_RECORD,
         sdg="iter{n}/sdg/sdg_rows.csv",
         mined="iter{n}/mining/mined_rows.csv",
-        previous=lambda w: previous_training_csv(w.n),
+        previous=previous_training_csv,
     output:
         csv="iter{n}/dataset/train_combined_iter{n}.csv",
         provenance="iter{n}/dataset/train_combined_iter{n}_provenance.csv",
@@ -190,6 +210,10 @@ rule deft_assemble:
         "logs/iter{n}/assemble.log",
     benchmark:
         "benchmarks/iter{n}/assemble.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        config=config_of("deft.budget"),
     script:
         "../scripts/deft_assemble.py"
 
@@ -197,6 +221,8 @@ rule deft_assemble:
 checkpoint deft_validate:
     # Gate: required columns, every file present, no leakage, rows really added; else hard stop.
     input:
+        **workspace(VALIDATION, KPI),
+        workspace=WORKSPACE_RECORD,
         csv="iter{n}/dataset/train_combined_iter{n}.csv",
         provenance="iter{n}/dataset/train_combined_iter{n}_provenance.csv",
     output:
@@ -205,6 +231,8 @@ checkpoint deft_validate:
         "logs/iter{n}/validate.log",
     benchmark:
         "benchmarks/iter{n}/validate.tsv"
+    conda:
+        CONDA_ENV
     script:
         "../scripts/deft_validate.py"
 
@@ -212,20 +240,25 @@ checkpoint deft_validate:
 rule deft_train:
     # Plain retrain warm-started from the incumbent's checkpoint.
     input:
+        **workspace(VALIDATION),
         gate="iter{n}/dataset/gate.json",
         csv="iter{n}/dataset/train_combined_iter{n}.csv",
         spec="specs/baseline_spec_automl.yaml",
-        best=lambda w: f"{incumbent_before(w.n)}/evaluate/best.json",
+        best=incumbent_file("evaluate/best.json"),
     output:
         summary="iter{n}/train/train_summary.json",
     log:
         "logs/iter{n}/train.log",
     benchmark:
         "benchmarks/iter{n}/train.tsv"
+    conda:
+        CONDA_ENV
+    container:
+        model_container()
     threads: GPU_THREADS
     resources:
         **gpu_resources(),
-    container:
-        model_container()
+    params:
+        config=config_of("deft.retrain_epochs", "deft.seed", *MODEL_CONFIG),
     script:
         "../scripts/deft_train.py"

@@ -1,7 +1,7 @@
 # End of Phase 2, Phase 3 wiring, the deliverable's bookkeeping and the report.
 
 
-checkpoint deft_finish:
+rule deft_finish:
     # Summarises the loop: iterations run, stop reason, best iteration (Phase 3's warm start),
     # the final augmented CSV, and whether Phase 3 runs.
     input:
@@ -12,15 +12,12 @@ checkpoint deft_finish:
         log_path("deft_finish"),
     benchmark:
         bench_path("deft_finish")
+    conda:
+        CONDA_ENV
+    params:
+        config=config_of("kpi.target_far_pct", "deft.kpi_holdout"),
     script:
         "../scripts/deft_finish.py"
-
-
-def pick_best_inputs(wildcards):
-    inputs = ["deft/summary.json", "final_automl/best_rec.json"]
-    if not deft_summary()["phase3"]["skip"]:
-        inputs.append("final_automl/evaluate/best.json")
-    return inputs
 
 
 rule pick_best:
@@ -28,11 +25,15 @@ rule pick_best:
         pick_best_inputs,
     output:
         best_model=report("best_model.json", category="Deliverable"),
-        inference_spec="best_model_inference_spec.yaml",
+        inference_spec=report("best_model_inference_spec.yaml", category="Deliverable"),
     log:
         log_path("pick_best"),
     benchmark:
         bench_path("pick_best")
+    conda:
+        CONDA_ENV
+    params:
+        config=config_of("deft.kpi_holdout", "deft.gate", "deft.seed"),
     script:
         "../scripts/pick_best.py"
 
@@ -41,11 +42,16 @@ rule deft_report:
     input:
         best_model="best_model.json",
         checkpoint="final_automl/best.pth",
+        workspace=WORKSPACE_RECORD,
     output:
         html=report("DEFT_Loop_Report.html", category="Report"),
     log:
         log_path("report"),
     benchmark:
         bench_path("report")
+    conda:
+        CONDA_ENV
+    params:
+        config=config_of("kpi", "deft"),
     script:
         "../scripts/render_report.py"

@@ -432,3 +432,12 @@ def test_bare_board_nuisance_modes():
         assert np.hypot(test.shift_x - golden.shift_x, test.shift_y - golden.shift_y) <= 0.5
         assert (abs(etch) >= 0.15) == (mode == "etch") and bool(tarnish) == (mode == "tarnish")
         assert (test.blur_sigma > 0) == (mode == "blur") and (abs(test.gain - 1) > 0.03) <= (mode == "gain")
+
+
+def test_accepts_a_tree_of_empty_folders(tmp_path):
+    """Rule demo_workspace: Snakemake makes its outputs' folders before the job generates into them."""
+    out = tmp_path / "ws"
+    (out / "train" / "base").mkdir(parents=True)
+    (out / "kpi").mkdir()
+    generate_workspace(out, small_config())
+    assert (out / "kpi/testing_set.csv").is_file() and (out / "train/base/training_set.csv").is_file()

@@ -587,7 +587,8 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str]) -
 def _check_target(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} exists and is not a directory; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not force:
+    # Empty folders do not count: Snakemake makes those of rule demo_workspace's outputs first.
+    if out.is_dir() and not force and any(not path.is_dir() for path in out.rglob("*")):
         raise InputError(f"{out} exists and is not empty; choose another --out, or pass --force "
                          "(force=True) to replace it")
 

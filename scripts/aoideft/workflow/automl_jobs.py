@@ -21,8 +21,12 @@ PHASE1, PHASE3 = "phase1_automl", "final_automl"
 WIDTH_KEY = "model.classify.learnable_difference_modules"
 
 
+# Each phase's block of the config's automl section.
+PHASE_BLOCKS = {PHASE1: "phase1", PHASE3: "phase3"}
+
+
 def phase_block(settings: RunSettings, phase: str) -> dict[str, Any]:
-    return settings.automl["phase1" if phase == PHASE1 else "phase3"]
+    return settings.automl[PHASE_BLOCKS[phase]]
 
 
 def base_spec(settings: RunSettings, phase: str) -> dict[str, Any]:

@@ -430,10 +430,11 @@ def finish(settings: RunSettings, out_summary: Path) -> None:
     else:
         final_csv = str(settings.train_csv)
         final_images = str(settings.images_dir)
+    hard = walk.hard_stopped
     if walk.hard_gate is not None:
-        reason, hard = f"hard stop in iter{walk.hard_stop_iteration}: {walk.hard_gate['reason']}", True
+        reason = f"hard stop in iter{walk.hard_stop_iteration}: {walk.hard_gate['reason']}"
     else:
-        reason, hard = walk.decision["reason"], bool(walk.decision.get("hard_stop"))
+        reason = walk.decision["reason"]
     summary = {
         "iterations_run": len(trained),
         "iterations": labels,

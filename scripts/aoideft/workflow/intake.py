@@ -1,4 +1,4 @@
-"""Rule workspace_ready: demo generation (when configured), validation, image-root links."""
+"""Rules demo_workspace (the embedded demo, when configured) and workspace_ready (validation, image-root links)."""
 
 from __future__ import annotations
 
@@ -14,27 +14,24 @@ from . import inputs
 from .settings import RunSettings
 
 
-def ensure_demo_workspace(settings: RunSettings) -> bool:
-    """Generate the embedded demo into the workspace path if it is absent; True if generated."""
-    if settings.workspace.exists():
-        return False
+def generate_demo(settings: RunSettings) -> None:
+    """Rule demo_workspace: generate the embedded demo into the workspace path (the rule exists only
+    while that path does not; Snakemake has made only the empty folders of its outputs)."""
     demo = settings.config["demo"]
-    if not demo["generate"]:
-        raise InputError(
-            f"workspace {settings.workspace} does not exist and demo.generate is false: point "
-            "`workspace` at your TAO AOI workspace"
-        )
     print(f"generating the embedded demo workspace ({demo['kind']}, {demo['preset']}, seed {demo['seed']}"
           + (f", goldens misregistered by up to {demo['misregistration_px']:g} px" if demo["misregistration_px"] else "")
           + f") into {settings.workspace}", flush=True)
     # A fresh interpreter: the generator's worker processes must not inherit (fork) or re-run
-    # (spawn) a Snakemake script process.
+    # (spawn) a Snakemake script process. It imports this checkout's package, as the rule script does
+    # (Snakemake puts scripts/ on the script's path, not on a child's: under --sdm conda the package
+    # is not installed in the rule's environment).
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
     subprocess.run(
         [sys.executable, "-m", "aoideft.cli", "demo", "--out", str(settings.workspace), "--kind", demo["kind"],
          "--preset", demo["preset"], "--seed", str(demo["seed"]), "--misregistration-px", str(demo["misregistration_px"])],
-        check=True, stdout=sys.stdout, stderr=sys.stderr,
+        check=True, stdout=sys.stdout, stderr=sys.stderr, env=env,
     )
-    return True
 
 
 def link_image_roots(settings: RunSettings) -> None:
@@ -58,7 +55,6 @@ def link_image_roots(settings: RunSettings) -> None:
 
 
 def workspace_ready(settings: RunSettings, record_path: Path) -> None:
-    generated = ensure_demo_workspace(settings)
     report = inputs.check_workspace(settings)
     link_image_roots(settings)
     for note in report.spec_notes:
@@ -69,7 +65,6 @@ def workspace_ready(settings: RunSettings, record_path: Path) -> None:
         record_path,
         {
             "workspace": str(settings.workspace),
-            "generated_demo": generated,
             "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "lights": list(report.lights),
             "image_ext": report.image_ext,

@@ -20,6 +20,11 @@ class LoopWalk:
     hard_gate: dict[str, Any] | None  # the dataset gate that hard-stopped iteration `hard_stop_iteration`
     hard_stop_iteration: int | None
 
+    @property
+    def hard_stopped(self) -> bool:
+        """A hard stop (a dataset gate, or an unreachable KPI): Phase 3 does not run."""
+        return self.hard_gate is not None or bool(self.decision.get("hard_stop"))
+
     def files(self) -> list[str]:
         """The decision (and hard-stopping gate) files the walk read, relative to the run dir."""
         files = [f"{label}/decision.json" for label in self.labels]

@@ -143,6 +143,22 @@ def tao_readiness(settings: RunSettings, report: inputs.WorkspaceReport | None,
                                apptainer_enabled=apptainer_enabled)
 
 
+# Snakemake commands that only show or check the workflow: no pre-flight (--lint and --dag work
+# without a workspace), no summary on the terminal, no resume clean-up.
+INSPECTION_FLAGS = frozenset({"--lint", "--dag", "--rulegraph", "--filegraph", "--d3dag", "--report", "--summary", "-S",
+                              "--detailed-summary", "-D", "--list-changes", "--lc", "--list-rules", "--list", "-l",
+                              "--list-target-rules", "--lt"})
+
+
+def inspection_command(argv: list[str]) -> str | None:
+    """The inspection flag on a Snakemake command line (``--lint``, ``--dag=...``), or None."""
+    for arg in argv[1:]:
+        flag = arg.split("=", 1)[0]
+        if flag in INSPECTION_FLAGS:
+            return flag
+    return None
+
+
 def parse_time_gate(settings: RunSettings, profile_resources: dict[str, dict[str, Any]] | None = None, *,
                     apptainer_enabled: bool | None = None) -> None:
     """Validate at parse time and print the summary; exit with one clear line on bad input."""
@@ -183,6 +199,14 @@ def write_preflight(settings: RunSettings, summary_path: Path, checks_path: Path
             "estimate": compute_estimate(settings),
         },
     )
+
+
+def mark_passed(checks_path: Path, out_path: Path) -> None:
+    """Rule preflight_passed: the mark the AutoML phases wait for on the first run."""
+    checks = fsutil.read_json(checks_path)
+    if not checks.get("passed"):
+        raise InputError(f"{checks_path}: the pre-flight did not pass")
+    fsutil.write_json(out_path, {"passed": True, "checks": checks_path.name})
 
 
 def credential_status() -> dict[str, str]:
