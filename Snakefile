@@ -11,6 +11,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+# `snakemake --report report.html` (after a run): this text, the run's statistics and the files
+# marked report(...) in the rules, each with its caption from report/.
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/preflight.smk"
 include: "rules/automl.smk"

@@ -24,8 +24,10 @@ rule pick_best:
     input:
         pick_best_inputs,
     output:
-        best_model=report("best_model.json", category="Deliverable"),
-        inference_spec=report("best_model_inference_spec.yaml", category="Deliverable"),
+        best_model=report("best_model.json", caption="../report/best_model.rst", category="Deliverable"),
+        inference_spec=report(
+            "best_model_inference_spec.yaml", caption="../report/inference_spec.rst", category="Deliverable"
+        ),
     log:
         log_path("pick_best"),
     benchmark:
@@ -44,7 +46,7 @@ rule deft_report:
         checkpoint="final_automl/best.pth",
         workspace=WORKSPACE_RECORD,
     output:
-        html=report("DEFT_Loop_Report.html", category="Report"),
+        html=report("DEFT_Loop_Report.html", caption="../report/deft_loop_report.rst", category="Report"),
     log:
         log_path("report"),
     benchmark:

@@ -51,7 +51,7 @@ rule preflight:
         **workspace(*WORKSPACE),
         workspace=WORKSPACE_RECORD,
     output:
-        summary=report("preflight/summary.md", category="Pre-flight"),
+        summary=report("preflight/summary.md", caption="../report/preflight.rst", category="Pre-flight"),
         checks="preflight/checks.json",
     log:
         log_path("preflight"),

@@ -83,6 +83,17 @@ def test_a_config_value_reruns_only_the_rules_that_read_it(run):
     assert ("automl_suggest", "phase=phase1_automl, r=0") not in planned
 
 
+def test_the_report_has_the_workflow_description_and_each_results_caption(run):
+    """`snakemake --report` of the run so far: report/workflow.rst rendered with the run's config, and the
+    pre-flight summary with its caption."""
+    config = tiny_config(run / "workspace", run / "run")
+    run_snakemake(config, run / "config.yaml", *TARGETS, extra=("--report", str(run / "report.html")))
+    html = (run / "report.html").read_text()
+    assert "Optuna (bayesian sampler) proposes\\n2 trainings" in html  # automl.phase1.max_recommendations
+    assert f"{run / 'workspace'}</span></tt>." in html  # the config's workspace, in the description
+    assert "The pre-flight's nine-section summary" in html and '"preflight/summary.md"' in html
+
+
 def test_a_kpi_row_reruns_the_loop_from_the_baseline_inference_and_not_phase1(run):
     kpi = run / "workspace" / "kpi" / "testing_set.csv"
     row = kpi.read_text().splitlines()[1]
