@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 CORES  ?= 2
 RUN_DIR ?= results/demo
 
-.PHONY: run test lock venv slurm-tools browser-tools dry-run install-profiles clean-demo
+.PHONY: run test check lock mypy-baseline venv slurm-tools browser-tools dry-run install-profiles clean-demo
 
 venv: $(VENV)/.installed
 
@@ -27,13 +27,26 @@ lock: venv
 	$(PIP_COMPILE) --extra test --extra dev --constraint requirements.lock --output-file requirements-dev.lock pyproject.toml
 	$(BIN)/python tools/lockfiles.py
 
+# Lint, format and type checks (run by `make test`, so by CI): ruff and mypy on the Python, snakefmt
+# and Snakemake's linter on the workflow, the locks and the conda environment in step.
+check: venv
+	$(BIN)/ruff check scripts tests benchmarks tools
+	$(BIN)/snakefmt --check Snakefile rules
+	$(BIN)/snakemake --lint
+	$(BIN)/python tools/lockfiles.py --check
+	$(BIN)/python tools/mypy_baseline.py
+
+# After fixing type errors: shrink mypy-baseline.txt to what remains (it may only shrink).
+mypy-baseline: venv
+	$(BIN)/python tools/mypy_baseline.py --update
+
 run: venv
 	$(BIN)/snakemake --profile profiles/local --cores $(CORES) --config run_dir=$(RUN_DIR)
 
 dry-run: venv
 	$(BIN)/snakemake --profile profiles/local -n --config run_dir=$(RUN_DIR)
 
-test: venv slurm-tools browser-tools
+test: venv slurm-tools browser-tools check
 	bash tests/run_tests.sh
 
 # slurm-wlm + munge for the SLURM integration test (root + apt-get only; otherwise it is skipped).

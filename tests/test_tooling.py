@@ -1,10 +1,12 @@
-"""The pinned environments: the conda environment is self-contained and pins exactly the runtime lock
-(tools/lockfiles.py)."""
+"""The pinned environments and the checks CI runs besides the tests: the conda environment every rule
+declares is self-contained and pins exactly the runtime lock (tools/lockfiles.py), and the mypy
+baseline only shrinks (tools/mypy_baseline.py)."""
 
 from __future__ import annotations
 
 import re
 import sys
+from collections import Counter
 
 import yaml
 
@@ -12,6 +14,7 @@ from conftest import REPO
 
 sys.path.insert(0, str(REPO / "tools"))
 import lockfiles  # noqa: E402
+import mypy_baseline  # noqa: E402
 
 
 def test_the_conda_environment_parses_and_pins_exactly_the_runtime_lock():
@@ -40,3 +43,24 @@ def test_local_version_labels_are_dropped_and_the_environment_is_derived_from_th
     env = yaml.safe_load(lockfiles.conda_env(lockfiles.public_versions(lock)))
     assert env["dependencies"][-1]["pip"] == ["numpy==2.4.6", "torch==2.13.0"]
 
+
+MYPY_OUTPUT = """\
+scripts/aoideft/a.py:10: error: Incompatible types in assignment (expression has type "int", variable has type "str")  [assignment]
+scripts/aoideft/a.py:20:5: error: Incompatible types in assignment (expression has type "int", variable has type "str")  [assignment]
+scripts/aoideft/a.py:21: note: See https://mypy.readthedocs.io
+scripts/aoideft/b.py:3: error: Name "x" is not defined  [name-defined]
+Found 3 errors in 2 files (checked 2 source files)
+"""
+
+
+def test_the_mypy_baseline_ignores_line_numbers_and_counts_repeats():
+    current = mypy_baseline.normalise(MYPY_OUTPUT)
+    assigned = 'scripts/aoideft/a.py: [assignment] Incompatible types in assignment (expression has type "int", ' \
+               'variable has type "str")'
+    assert current == Counter({assigned: 2, 'scripts/aoideft/b.py: [name-defined] Name "x" is not defined': 1})
+    # The same errors on other lines: nothing new, nothing fixed.
+    assert mypy_baseline.compare(current, mypy_baseline.read_baseline(f"# header\n{assigned}\n{assigned}\n"
+                                 'scripts/aoideft/b.py: [name-defined] Name "x" is not defined\n')) == ([], [])
+    # A third error of a kind the baseline holds twice is new; a baseline error mypy no longer reports is fixed.
+    new, fixed = mypy_baseline.compare(current + Counter({assigned: 1}), Counter({assigned: 2, "gone: [misc] x": 1}))
+    assert new == [assigned, 'scripts/aoideft/b.py: [name-defined] Name "x" is not defined'] and fixed == ["gone: [misc] x"]
