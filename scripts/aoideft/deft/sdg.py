@@ -39,6 +39,7 @@ METHODS = ("auto", "transplant", "procedural")
 DEFAULT_PROCEDURAL_LABELS = ("EXCESS_SOLDER", "BRIDGE", "MISSING", "INSUFFICIENT_SOLDER", "SHIFT", "SKEW",
                              "TOMBSTONE", "POLARITY", "SURFACE_ANOMALY")
 DONOR_TRIES = 3  # training rows of the label tried as donors when the target shows no residual
+RECIPIENT_CANDIDATES = 8  # PASS pairs a residual is fitted to; the best-matching one takes it
 
 
 def routed_labels(configured: Sequence[str] | None, datasets: Sequence[dict]) -> set[str]:
@@ -226,16 +227,14 @@ class _Transplanter:
         if self.recipients is None:
             return None
         target, target_key = slot.target, slot.target["row_key"]
-        recipient_row = self.recipients.sources.iloc[self.recipients.pick(target, slot.match_columns)]
-        recipient_key = self.keys.loc[recipient_row.name]
-        recipient = self.pair(self.source_images_dir, recipient_row, recipient_key)
-        residual = self.residual(self.target_images_dir, target, target_key)
+        residual, donor = self.residual(self.target_images_dir, target, target_key), target_key
         if target["label"] == PASS_LABEL:
+            recipient_row, recipient = self._recipient(slot, residual)
+            recipient_key = self.keys.loc[recipient_row.name]
             golden, test = transplant.pass_variant(self.nuisance(self.target_images_dir, target, target_key), residual,
                                                    recipient, self.nuisance(self.source_images_dir, recipient_row,
                                                                             recipient_key), rng)
             return Drawn(recipient_row, golden, test, recipient.modes, "transplant:nuisance", target_key)
-        donor = target_key
         for _ in range(DONOR_TRIES if residual is None and self.donors is not None else 0):
             candidate = self.donors.sources.iloc[self.donors.pick(target)]
             if candidate["label"] != target["label"]:
@@ -246,8 +245,22 @@ class _Transplanter:
                 break
         if residual is None:
             return None
+        recipient_row, recipient = self._recipient(slot, residual)
         test = transplant.transplant(residual, recipient, strength=slot.strength)
         return Drawn(recipient_row, None, test, recipient.modes, "transplant:residual", donor)
+
+    def _recipient(self, slot: Slot, residual: transplant.Residual | None) -> tuple[pd.Series, transplant.Pair]:
+        """A PASS source row matching the slot (and its pair); with a residual, the best fit of up to
+        RECIPIENT_CANDIDATES such rows (transplant.placement's score)."""
+        tries = RECIPIENT_CANDIDATES if residual is not None else 1
+        best = None
+        for _ in range(min(tries, len(self.recipients.sources))):
+            row = self.recipients.sources.iloc[self.recipients.pick(slot.target, slot.match_columns)]
+            pair = self.pair(self.source_images_dir, row, self.keys.loc[row.name])
+            score = transplant.placement(residual, pair)[1] if residual is not None else 0.0
+            if best is None or score > best[0]:
+                best = (score, row, pair)
+        return best[1], best[2]
 
 
 def _procedural(slot: Slot, source: pd.Series, source_key: str, *, source_images_dir: Path, lights: Sequence[str],

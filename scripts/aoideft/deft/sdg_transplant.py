@@ -5,7 +5,8 @@ to its test (registration.py: phase correlation, sub-pixel), matches each light'
 residual test - golden where it stands clearly above the pair's own noise and above what the
 workspace's PASS pairs differ by (``nuisance_floor``: placement tolerance, solder volume, drift), with
 hysteresis, small specks dropped, feathered at its rim. ``transplant`` places that residual
-on a recipient PASS pair of the same component type (the caller picks it): at the donor's position,
+on a recipient PASS pair of the same component type (the caller picks, among a few, the one whose
+test best shows the donor's structure around the defect: ``placement``'s score): at the donor's position,
 moved by up to ``SEARCH_PX`` to where the recipient's test looks most like the donor's golden around
 the defect (normalised cross-correlation: the same local structure), scaled per light by the ratio of
 the two boards' brightness there, and added to the recipient's *test* image, so the synthetic pair
@@ -175,15 +176,16 @@ def _ncc(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / max(float(np.sqrt((a * a).sum() * (b * b).sum())), 1e-6))
 
 
-def placement(residual: Residual, recipient: Pair) -> tuple[int, int]:
-    """Integer (dy, dx) from the donor's position to where the recipient's test shows the structure
-    the donor's golden has around the defect (highest NCC within SEARCH_PX; ties: the nearer)."""
+def placement(residual: Residual, recipient: Pair) -> tuple[tuple[int, int], float]:
+    """(integer (dy, dx) from the donor's position to where the recipient's test shows the structure
+    the donor's golden has around the defect, that NCC): the highest NCC within SEARCH_PX, ties to
+    the nearer offset; ((0, 0), -inf) when the context does not fit in the image."""
     shape = recipient.test[0].shape[:2]
     scale = _scale(shape)
     reach, ring = int(round(SEARCH_PX * scale)), max(1, int(round(CONTEXT_PX * scale)))
     donor_view = _context(residual.box, (0, 0), residual.golden[0].shape[:2], ring)
     if donor_view is None or residual.golden[0].shape[:2] != shape:
-        return 0, 0
+        return (0, 0), -np.inf
     donor = np.mean([image[donor_view].mean(axis=2) for image in residual.golden], axis=0)
     target = np.mean([image.mean(axis=2) for image in recipient.test], axis=0)
     offsets = sorted(((dy, dx) for dy in range(-reach, reach + 1) for dx in range(-reach, reach + 1)),
@@ -196,7 +198,7 @@ def placement(residual: Residual, recipient: Pair) -> tuple[int, int]:
         score = _ncc(donor, target[view])
         if score > best_score + 1e-6:
             best, best_score = offset, score
-    return best
+    return best, best_score
 
 
 def _moved(plane: np.ndarray, offset: tuple[int, int]) -> np.ndarray:
@@ -213,7 +215,7 @@ def _moved(plane: np.ndarray, offset: tuple[int, int]) -> np.ndarray:
 def transplant(residual: Residual, recipient: Pair, *, strength: float = 1.0) -> list[np.ndarray]:
     """The recipient's test images with the residual placed (see ``placement``), per light scaled by
     the recipient's brightness over the donor's around the defect, times ``strength``; clipped."""
-    offset = placement(residual, recipient)
+    offset = placement(residual, recipient)[0]
     near_donor = blur((residual.alpha > 0.05).astype(np.float32), 3.0) > 0.01  # the defect and a ring around it
     near_recipient = _moved(near_donor, offset)
     out = []
