@@ -73,7 +73,8 @@ def decode_for_arch(
     """Validate a pairs CSV and decode all its images, in the arch's lights and size, into memory
     (through ``cache`` when given: see decode_cache.py); with ``arch.align`` ``phase`` every golden is
     then registered to its test (registration.align_pairs, computed on ``device``, default CPU), once
-    for the job: augmentation later moves golden and test together.
+    for the job (augmentation later moves golden and test together); ``phase_blur`` also matches the
+    focus of the pair's two images.
 
     Returns the CSV's rows (every column, as text) and uint8 [N, L, C, H, W] golden/test CPU tensors.
     """
@@ -92,10 +93,10 @@ def decode_for_arch(
         source=str(csv_path),
         cache=cache,
     )
-    if arch.align == "phase":
-        golden, shifts = registration.align_pairs(decoded.golden, decoded.test, max_shift=arch.align_max_shift_px,
-                                                  device=device)
-        decoded = images.DecodedPairs(golden=golden, test=decoded.test, labels=decoded.labels, shifts=shifts)
+    if arch.align != "none":
+        golden, test, shifts = registration.align_pairs(decoded.golden, decoded.test, max_shift=arch.align_max_shift_px,
+                                                        device=device, blur=arch.align == "phase_blur")
+        decoded = images.DecodedPairs(golden=golden, test=test, labels=decoded.labels, shifts=shifts)
     return frame, decoded
 
 

@@ -40,7 +40,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 LIGHT_STACKINGS = ("spec", "channels")
 CONCAT_TYPES = ("linear", "grid")
 DIFFERENCE_MODULES = ("learnable", "euclidean")
-ALIGNMENTS = ("none", "phase")  # golden-to-test registration at decode time (registration.py)
+ALIGNMENTS = ("none", "phase", "phase_blur")  # golden-to-test registration at decode time (registration.py)
 MAX_SHIFT_TOLERANCE_PX = 8.0
 
 
@@ -53,7 +53,8 @@ class ModelArch:
     image channels (a 2-light RGB pair becomes one 6-channel image at the original size).
 
     ``align``: ``phase`` registers every golden to its test (sub-pixel, up to ``align_max_shift_px``
-    input pixels) when a job decodes its pairs; ``none`` compares them as captured.
+    input pixels) when a job decodes its pairs, ``phase_blur`` also blurs the sharper image of the
+    pair to the other's focus; ``none`` compares them as captured.
     ``shift_tolerance_px``: the shift-tolerant difference's reach in input pixels (0: off). The
     defaults are the behaviour of checkpoints written before these options existed.
     """

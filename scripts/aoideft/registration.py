@@ -7,8 +7,9 @@ translation of the golden against the test by phase correlation over all lights 
 ``max_shift`` pixels, then refined to a fraction of a pixel by Gauss-Newton steps on the squared
 difference of the standardised images (Lucas-Kanade; per-plane standardisation makes it insensitive to
 gain, as ECC is). ``shift_images`` resamples images by
-such shifts (bicubic, border pixels repeated). ``align_pairs`` does both for decoded uint8 pairs, in
-chunks, on any device.
+such shifts (bicubic, border pixels repeated). ``match_blur`` then blurs the sharper image of a
+registered pair to the other's focus (a misregistered golden often comes with a defocus of its own).
+``align_pairs`` does these for decoded uint8 pairs, in chunks, on any device.
 
 Convention: a shift ``(dy, dx)`` means golden(y, x) ~ test(y - dy, x - dx); the aligned golden is the
 golden sampled at (y + dy, x + dx).
@@ -23,7 +24,10 @@ import torch.nn.functional as F
 
 ALIGN_CHUNK = 256  # pairs per batched FFT
 REFINE_ITERATIONS = 4
-MARGIN = 3  # border pixels the refinement ignores (resampling repeats them)
+MARGIN = 3  # border pixels the refinement and the blur match ignore (resampling repeats them)
+BLUR_SIGMAS = (0.25, 0.5, 0.75)  # focus differences match_blur can undo, pixels
+PRE_SMOOTH = 1.0
+BLUR_MARGIN = 0.03
 
 
 def _hann(size: int, device: torch.device) -> torch.Tensor:
@@ -114,18 +118,66 @@ def shift_images(images: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     return out.reshape(images.shape)
 
 
-def align_pairs(golden: torch.Tensor, test: torch.Tensor, *, max_shift: float, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(golden registered to test, in golden's dtype and device; [N, 2] shifts on the CPU) for
-    [N, ..., H, W] pairs, computed in chunks of ``ALIGN_CHUNK`` on ``device`` (default: golden's)."""
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of [N, P, H, W] float images, border repeated; ``sigma`` <= 0: unchanged."""
+    if sigma <= 0:
+        return images
+    radius = max(1, int(round(3 * sigma)))
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32, device=images.device)
+    kernel = torch.exp(-offsets**2 / (2 * sigma**2))
+    kernel = (kernel / kernel.sum()).to(images.dtype)
+    batch, planes, height, width = images.shape
+    flat = images.reshape(batch * planes, 1, height, width)
+    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
+    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
+    return flat.reshape(batch, planes, height, width)
+
+
+def match_blur(golden: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(golden, test, signed sigma [N]) with the sharper image of each registered pair blurred to
+    the other's focus: the sigma of BLUR_SIGMAS (> 0: the golden blurred, < 0: the test) whose squared
+    difference of the standardised images, both smoothed by PRE_SMOOTH (noise would otherwise always
+    favour blurring), is lower than no blur's by more than BLUR_MARGIN; else none. float32 [N, P, H, W]."""
+    golden, test = golden.float().flatten(1, -3), test.float().flatten(1, -3)
+    inner = (Ellipsis, slice(MARGIN, -MARGIN), slice(MARGIN, -MARGIN))
+    options = [(0.0, golden, test)]
+    options += [(sigma, gaussian_blur(golden, sigma), test) for sigma in BLUR_SIGMAS]
+    options += [(-sigma, golden, gaussian_blur(test, sigma)) for sigma in BLUR_SIGMAS]
+    costs = torch.stack([
+        (gaussian_blur(_standardised(g), PRE_SMOOTH) - gaussian_blur(_standardised(t), PRE_SMOOTH))[inner]
+        .square().mean(dim=(1, 2, 3)) for _, g, t in options], dim=1)
+    best = costs.argmin(dim=1)
+    best = torch.where(costs.gather(1, best[:, None])[:, 0] < (1 - BLUR_MARGIN) * costs[:, 0], best,
+                       torch.zeros_like(best))
+    pick = lambda which: torch.stack([option[which] for option in options], dim=1)[torch.arange(len(best)), best]
+    sigmas = torch.tensor([option[0] for option in options], device=best.device)[best]
+    return pick(1), pick(2), sigmas
+
+
+def align_pairs(golden: torch.Tensor, test: torch.Tensor, *, max_shift: float, device: torch.device | None = None,
+                blur: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(golden registered to test, test, [N, 2] shifts on the CPU) for [N, ..., H, W] pairs, in the
+    inputs' dtype and device, computed in chunks of ``ALIGN_CHUNK`` on ``device`` (default: golden's).
+    With ``blur`` the sharper image of each registered pair is then blurred to match (``match_blur``);
+    otherwise the test is returned as given."""
     device = device or golden.device
     aligned, shifts = torch.empty_like(golden), torch.empty(len(golden), 2)
+    matched = torch.empty_like(test) if blur else test
     for start in range(0, len(golden), ALIGN_CHUNK):
         part_golden = golden[start : start + ALIGN_CHUNK].to(device)
         part_test = test[start : start + ALIGN_CHUNK].to(device)
         shift = estimate_shifts(part_golden, part_test, max_shift=max_shift)
         moved = shift_images(part_golden, shift)
-        if golden.dtype == torch.uint8:
-            moved = moved.round_()
-        aligned[start : start + ALIGN_CHUNK] = moved.to(golden.dtype).to(golden.device)
+        if blur:
+            moved, focused, _ = match_blur(moved, part_test)
+            matched[start : start + ALIGN_CHUNK] = _like(focused.reshape(part_test.shape), test)
+        aligned[start : start + ALIGN_CHUNK] = _like(moved.reshape(part_golden.shape), golden)
         shifts[start : start + ALIGN_CHUNK] = shift.cpu()
-    return aligned, shifts
+    return aligned, matched, shifts
+
+
+def _like(values: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """``values`` (float) in ``reference``'s dtype (uint8: rounded, clamped) and device."""
+    if reference.dtype == torch.uint8:
+        values = values.round().clamp(0, 255)
+    return values.to(reference.dtype).to(reference.device)

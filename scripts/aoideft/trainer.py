@@ -54,6 +54,7 @@ from aoideft.model import ChangeNetLite, ModelArch, defect_scores
 from aoideft.spec import AugmentationSettings, TrainSettings
 
 STEP_POLICY_FACTOR = 0.1
+DEFAULT_ALIGN_REACH_PX = 4.0
 METRICS_FILE = "metrics.jsonl"
 _EXPONENT_FLOAT = re.compile(r"[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+")
 
@@ -69,8 +70,8 @@ class TrainOptions:
     compile: bool = False  # torch.compile the training forward (benchmarks/README.md: when it pays)
     ema_epochs: float = 1.5  # time constant of the weight average that is validated and saved, epochs; 0: off
     decode_cache: str | None = None  # folder of the run's decode cache (decode_cache.py); None: no cache
-    align: str = "none"  # golden-to-test registration when pairs are decoded (model.ModelArch): phase | none
-    align_max_shift_px: float = 4.0  # largest golden misregistration the registration searches, input pixels
+    align: str = "phase_blur"  # golden-to-test registration when pairs are decoded (model.ModelArch): phase_blur | phase | none
+    align_max_shift_px: float | None = None  # registration's reach, input pixels; None: 4, at most a quarter side
     shift_tolerance_px: float = 0.0  # shift-tolerant feature difference (model.ModelArch); 0: off
     verbose: bool = True  # one progress line per epoch on stdout
 
@@ -126,7 +127,8 @@ def arch_from_settings(settings: TrainSettings, options: TrainOptions) -> ModelA
         rgb_mean=tuple(float(value) for value in augmentation.rgb_mean),
         rgb_std=tuple(float(value) for value in augmentation.rgb_std),
         align=options.align,
-        align_max_shift_px=float(options.align_max_shift_px),
+        align_max_shift_px=float(options.align_max_shift_px if options.align_max_shift_px is not None
+                                 else min(DEFAULT_ALIGN_REACH_PX, settings.image_width / 4, settings.image_height / 4)),
         shift_tolerance_px=float(options.shift_tolerance_px),
     )
 
@@ -513,8 +515,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ema-epochs", type=float, default=TrainOptions.ema_epochs,
                         help="time constant of the saved weight average, in epochs (0: raw weights)")
     parser.add_argument("--decode-cache", default=None, help="decode-cache folder shared by jobs (decode_cache.py)")
-    parser.add_argument("--align", choices=("phase", "none"), default=TrainOptions.align,
-                        help="register each golden to its test when pairs are decoded")
+    parser.add_argument("--align", choices=("phase", "phase_blur", "none"), default=TrainOptions.align,
+                        help="register each golden to its test when pairs are decoded, phase_blur also matching their "
+                             "focus (default: phase_blur)")
     parser.add_argument("--shift-tolerance-px", type=float, default=TrainOptions.shift_tolerance_px,
                         help="shift-tolerant feature difference, input pixels (0: off)")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
