@@ -141,6 +141,7 @@ def test_synthesize_transplants_any_label_and_falls_back_to_procedural(workspace
 
 def test_methods_labels_and_missing_target_images(workspace, tmp_path):
     assert sdg.method_for("BRIDGE", "auto", sdg.DEFAULT_PROCEDURAL_LABELS) == "procedural"
+    assert sdg.method_for("PASS", "auto", sdg.DEFAULT_PROCEDURAL_LABELS) == "procedural"
     assert sdg.method_for("OPEN", "auto", sdg.DEFAULT_PROCEDURAL_LABELS) == "transplant"
     assert sdg.method_for("BRIDGE", "transplant", sdg.DEFAULT_PROCEDURAL_LABELS) == "transplant"
     with pytest.raises(InputError, match="deft.sdg.method"):
