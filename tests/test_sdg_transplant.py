@@ -163,3 +163,16 @@ def test_the_config_schema_defaults_are_the_librarys():
     options = schema["properties"]["deft"]["properties"]["sdg"]["properties"]
     assert tuple(options["procedural_labels"]["default"]) == sdg.DEFAULT_PROCEDURAL_LABELS
     assert options["method"]["enum"] == list(sdg.METHODS) and options["labels"]["default"] is None
+
+
+def test_a_target_of_another_image_size_gets_the_procedural_operation(workspace, tmp_path):
+    sources, images, targets, target_images = workspace
+    target = targets.iloc[0].copy()  # SHORT, with a residual, but captured at 48 px
+    for light in LIGHTS:
+        for rel in ("kpi/golden", "kpi/test"):
+            path = csvdata.image_file(target_images, rel, target["object_name"], light, EXT)
+            write_png(path, sdg_images.load_image(path)[0][:48, :48])
+    rows = sdg.synthesize(targets.iloc[:1], sources, source_images_dir=images, lights=LIGHTS, image_ext=EXT,
+                          run_images_root=tmp_path / "run", iteration=1, seed=0, method="transplant",
+                          target_images_dir=target_images, slots=[sdg.Slot(target)])
+    assert list(rows["sdg_method"]) == ["procedural:generic"]

@@ -230,8 +230,12 @@ class _Transplanter:
             return None
         target, target_key = slot.target, slot.target["row_key"]
         residual, donor = self.residual(self.target_images_dir, target, target_key), target_key
+        shape = self.pair(self.target_images_dir, target, target_key).test[0].shape
         if target["label"] == PASS_LABEL:
-            recipient_row, recipient = self._recipient(slot, residual)
+            found = self._recipient(slot, residual, shape)
+            if found is None:
+                return None
+            recipient_row, recipient = found
             recipient_key = self.keys.loc[recipient_row.name]
             golden, test = transplant.pass_variant(self.nuisance(self.target_images_dir, target, target_key), residual,
                                                    recipient, self.nuisance(self.source_images_dir, recipient_row,
@@ -245,24 +249,29 @@ class _Transplanter:
             residual = self.residual(self.source_images_dir, candidate, donor)
             if residual is not None:
                 break
-        if residual is None:
+        found = None if residual is None else self._recipient(slot, residual, residual.planes[0].shape)
+        if found is None:
             return None
-        recipient_row, recipient = self._recipient(slot, residual)
+        recipient_row, recipient = found
         test = transplant.transplant(residual, recipient, strength=slot.strength)
         return Drawn(recipient_row, None, test, recipient.modes, "transplant:residual", donor)
 
-    def _recipient(self, slot: Slot, residual: transplant.Residual | None) -> tuple[pd.Series, transplant.Pair]:
-        """A PASS source row matching the slot (and its pair); with a residual, the best fit of up to
-        RECIPIENT_CANDIDATES such rows (transplant.placement's score)."""
+    def _recipient(self, slot: Slot, residual: transplant.Residual | None,
+                   shape: tuple[int, ...]) -> tuple[pd.Series, transplant.Pair] | None:
+        """A PASS source row matching the slot, with images of ``shape``, and its pair; with a residual,
+        the best fit of up to RECIPIENT_CANDIDATES such rows (transplant.placement's score); None when
+        none of the rows tried has that image size."""
         tries = RECIPIENT_CANDIDATES if residual is not None else 1
         best = None
         for _ in range(min(tries, len(self.recipients.sources))):
             row = self.recipients.sources.iloc[self.recipients.pick(slot.target, slot.match_columns)]
             pair = self.pair(self.source_images_dir, row, self.keys.loc[row.name])
+            if pair.test[0].shape != shape:
+                continue
             score = transplant.placement(residual, pair)[1] if residual is not None else 0.0
             if best is None or score > best[0]:
                 best = (score, row, pair)
-        return best[1], best[2]
+        return None if best is None else (best[1], best[2])
 
 
 def _procedural(slot: Slot, source: pd.Series, source_key: str, *, source_images_dir: Path, lights: Sequence[str],
