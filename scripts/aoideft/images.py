@@ -24,11 +24,13 @@ _DECODE_CHUNK = 32  # rows per thread-pool task
 @dataclass
 class DecodedPairs:
     """All pairs of a frame: images uint8 [N, L, C, H, W] (L lights in the given order), labels
-    int64 [N] (0 PASS, 1 defect)."""
+    int64 [N] (0 PASS, 1 defect); ``shifts`` float32 [N, 2] (dy, dx) when the goldens were registered
+    to their tests (registration.py), else None."""
 
     golden: torch.Tensor
     test: torch.Tensor
     labels: torch.Tensor
+    shifts: torch.Tensor | None = None
 
 
 def decode_pairs(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lights: Sequence[str],

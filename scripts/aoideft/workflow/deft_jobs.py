@@ -66,7 +66,7 @@ def route(settings: RunSettings, n: int, out_summary: Path) -> None:
     if engine == "random":  # the control: nothing is targeted, the mining stage draws the whole budget
         gaps = gaps.iloc[:0]
     if result is None:  # engine tao or random, or no failure mode to route to
-        result = routing.route_by_label(gaps, sdg_labels=set(settings.deft["sdg"]["labels"]),
+        result = routing.route_by_label(gaps, sdg_labels=sdg_labels(settings),
                                         pool_labels=set(pool["label"]))
     if engine != "failure_modes":
         routed = ROUTED_AT_RANDOM if engine == "random" else ROUTED_BY_LABELS
@@ -154,6 +154,12 @@ def previous_training(settings: RunSettings, n: int) -> tuple[pd.DataFrame, pd.D
             pd.read_csv(folder / f"train_combined_iter{n - 1}_provenance.csv", dtype=str, keep_default_na=False))
 
 
+def sdg_labels(settings: RunSettings) -> set[str]:
+    """deft.sdg.labels, or (null) every label the workspace has examples of (inputs/workspace.json)."""
+    datasets = fsutil.read_json(settings.run_dir / "inputs" / "workspace.json")["datasets"]
+    return sdg.routed_labels(settings.deft["sdg"]["labels"], datasets)
+
+
 def run_sdg(settings: RunSettings, n: int, out_rows: Path) -> None:
     started = time.time()
     lights, ext = lights_and_ext(settings)
@@ -170,9 +176,11 @@ def run_sdg(settings: RunSettings, n: int, out_rows: Path) -> None:
         slots = sdg.mode_slots(targets, failure_modes.read_modes(rca_dir)[0], oversample=cfg["oversample"] if verify else 1)
     else:
         slots = sdg.label_slots(targets, cfg["num_sdg"])
+    # the routed targets are KPI rows: their images are under the workspace's image root
     candidates = sdg.synthesize(targets, sources, source_images_dir=settings.run_images, lights=lights,
                                 image_ext=ext, run_images_root=settings.run_images, iteration=n,
-                                seed=settings.deft_seed + n, slots=slots)
+                                seed=settings.deft_seed + n, slots=slots, method=cfg["method"],
+                                procedural_labels=cfg["procedural_labels"], target_images_dir=settings.images_dir)
     details: dict[str, Any] = {"routed_by": "modes" if by_modes else "labels", "candidates": len(candidates)}
     if verify and len(candidates):
         candidates = _verified(settings, n, candidates, targets, rca_dir, out_dir, details)
