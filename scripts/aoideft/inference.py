@@ -94,12 +94,19 @@ def decode_for_arch(
         num_threads=threads or torch.get_num_threads(),
         source=str(csv_path),
         cache=cache,
+        prepare=registration_step(arch, device),
     )
-    if arch.align != "none":
-        golden, test, shifts = registration.align_pairs(decoded.golden, decoded.test, max_shift=arch.align_max_shift_px,
-                                                        device=device, blur=arch.align == "phase_blur")
-        decoded = images.DecodedPairs(golden=golden, test=test, labels=decoded.labels, shifts=shifts)
     return frame, decoded
+
+
+def registration_step(arch: ModelArch, device: torch.device | None) -> images.Preparation | None:
+    """The arch's registration as a decoding step (its results are cached with the decoded pairs)."""
+    if arch.align == "none":
+        return None
+    return images.Preparation(
+        name=f"align-{arch.align}-{arch.align_max_shift_px:g}",
+        apply=lambda golden, test: registration.align_pairs(golden, test, max_shift=arch.align_max_shift_px,
+                                                            device=device, blur=arch.align == "phase_blur"))
 
 
 @torch.inference_mode()
