@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import csvdata, fsutil, kpi, spec as tao_spec
+from .. import csvdata, fsutil, kpi, kpi_report, spec as tao_spec
 from ..deft import assemble, failure_modes, mining, rca, routing, sdg
 from ..errors import InputError
 from . import inputs, state_hooks
@@ -209,7 +209,7 @@ def _verified(settings: RunSettings, n: int, candidates: pd.DataFrame, targets: 
     fsutil.write_csv(candidates_csv, candidates)
     scored = backend.infer(ckpt, candidates_csv, settings.run_images, out_dir / "verify" / "candidates_scored.csv")
     backend.embed(ckpt, candidates_csv, settings.run_images, out_dir / "verify" / "candidates.npy")
-    scores = kpi.parse_scores(kpi.read_inference_csv(scored)[kpi.SCORE_COLUMN], source=str(scored))
+    scores = kpi.parse_scores(kpi_report.read_inference_csv(scored)[kpi.SCORE_COLUMN], source=str(scored))
     operating = fsutil.read_json(rca_dir / failure_modes.MODES_FILE)["operating"]
     rules = sdg.VerifyRules(pass_threshold=operating["kpi_threshold"], defect_threshold=operating["target_threshold"],
                             margin=cfg["reject_margin"], near_duplicate_cosine=cfg["near_duplicate_cosine"],
