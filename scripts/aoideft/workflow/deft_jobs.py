@@ -182,7 +182,7 @@ def run_sdg(settings: RunSettings, n: int, out_rows: Path) -> None:
                                 seed=settings.deft_seed + n, slots=slots, method=cfg["method"],
                                 procedural_labels=cfg["procedural_labels"], target_images_dir=settings.images_dir)
     details: dict[str, Any] = {"routed_by": "modes" if by_modes else "labels", "candidates": len(candidates)}
-    if verify and len(candidates):
+    if verify:
         candidates = _verified(settings, n, candidates, targets, rca_dir, out_dir, details)
     frames = [candidates]
     if _ingests_pregenerated(settings):
@@ -199,7 +199,13 @@ def run_sdg(settings: RunSettings, n: int, out_rows: Path) -> None:
 
 def _verified(settings: RunSettings, n: int, candidates: pd.DataFrame, targets: pd.DataFrame, rca_dir: Path,
               out_dir: Path, details: dict[str, Any]) -> pd.DataFrame:
-    """The candidates the current model does not already get right, one per mode quota; rejected images deleted."""
+    """The candidates the current model does not already get right, one per mode quota; rejected images
+    deleted. ``details`` gets the verification's counts, zeros when routing asked for no synthetic rows."""
+    quotas = _mode_quotas(targets)
+    if candidates.empty:
+        fsutil.write_csv(out_dir / "verify" / "rejected.csv", candidates.assign(reject_reason="", reject_detail=""))
+        details.update({"rejected": 0, "accepted": 0, "reject_reasons": {}, "quotas": quotas, "accepted_per_mode": {}})
+        return candidates
     lights, ext = lights_and_ext(settings)
     cfg = settings.deft["sdg"]
     best = fsutil.read_json(settings.run_dir / incumbent_before(settings, n) / "evaluate" / "best.json")
@@ -214,7 +220,6 @@ def _verified(settings: RunSettings, n: int, candidates: pd.DataFrame, targets: 
     rules = sdg.VerifyRules(pass_threshold=operating["kpi_threshold"], defect_threshold=operating["target_threshold"],
                             margin=cfg["reject_margin"], near_duplicate_cosine=cfg["near_duplicate_cosine"],
                             min_change=cfg["min_change"])
-    quotas = _mode_quotas(targets)
     accepted, rejected = sdg.verify(candidates, scores, np.load(out_dir / "verify" / "candidates.npy", allow_pickle=False),
                                     rules, quotas)
     sdg.delete_pairs(rejected, run_images_root=settings.run_images, lights=lights, image_ext=ext)
@@ -229,6 +234,8 @@ def _verified(settings: RunSettings, n: int, candidates: pd.DataFrame, targets: 
 
 def _mode_quotas(targets: pd.DataFrame) -> dict[str, int]:
     """{failure mode: rows} of routed mode targets (routing.mode_targets)."""
+    if targets.empty:
+        return {}
     return {str(k): int(v) for k, v in targets.drop_duplicates("failure_mode")
             .set_index("failure_mode")["mode_quota"].items()}
 
