@@ -51,6 +51,9 @@ if workflow.is_main_process and not _preflight.inspection_command(sys.argv):
     if not workflow.output_settings.dryrun:
         for _path in _resume.clear_incomplete_outputs(RUN.run_dir):
             print(f"resume: removed {_path}, left by a job a killed run did not finish", file=sys.stderr)
+        if _resume.repair_state_log(RUN.run_dir):
+            print("resume: loop_log.jsonl rewritten from deft_state.json (a kill came between their writes)",
+                  file=sys.stderr)
 
 
 workdir: str(RUN.run_dir)

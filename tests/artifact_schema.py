@@ -2,7 +2,8 @@
 which files exist, JSON/YAML key trees and value types, CSV/Parquet columns and checkpoint keys.
 Values are not compared: only what a downstream reader depends on. Numbers in names are folded
 (iter1, rec0, step_00013 -> iterN, recN, step_N), so runs with different loop lengths or dataset
-sizes compare stage by stage, and an empty list fits any list."""
+sizes compare stage by stage, and an empty list fits any list. Tables keyed by data (labels, sources,
+reasons: DATA_KEYED) are compared as mappings, since which keys they have depends on the rows."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ SKIPPED_TOP = {".snakemake", "logs", "benchmarks", "images", "cache"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 LOCK_SUFFIX = ".lock"
 DIGITS = re.compile(r"\d+")
+# Count tables whose keys are values from the data: one run's iteration adds no synthetic rows or
+# mines no BRIDGE rows where another does, and that is not a change of schema.
+DATA_KEYED = {"rows_added_by_source", "per_label", "per_method", "reject_reasons", "quotas", "accepted_per_mode"}
+MAPPING = "mapping"
 
 
 def _fold(name: str) -> str:
@@ -28,7 +33,8 @@ def _fold(name: str) -> str:
 
 def _shape(value):
     if isinstance(value, dict):
-        return {_fold(str(key)): _shape(item) for key, item in value.items()}
+        return {_fold(str(key)): MAPPING if key in DATA_KEYED and isinstance(item, dict) else _shape(item)
+                for key, item in value.items()}
     if isinstance(value, list):
         shapes = []
         for item in value:

@@ -142,8 +142,11 @@ def _check_whole(run_dir: Path, moment: str) -> None:
             raise AssertionError(f"after a kill at '{moment}': {rel} is not whole: {error}") from error
     state, log = run_dir / "deft_state.json", run_dir / "loop_log.jsonl"
     if state.exists():
+        # The state is written first and the log derived from it: a kill between the two leaves the log
+        # one commit behind, which the next run rewrites (state.repair_log); never anything else.
         events = json.loads(state.read_text())["events"]
-        assert [json.loads(line) for line in log.read_text().splitlines()] == events, moment
+        logged = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+        assert logged in (events, events[:-1]), moment
 
 
 def test_the_workflow_was_killed_at_least_ten_times_across_all_phases(crash_run):

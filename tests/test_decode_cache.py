@@ -146,3 +146,24 @@ def test_bad_files_fail_the_same_way_with_a_cache(tmp_path):
     golden.unlink()
     with pytest.raises(InputError, match=r"row 2 \(UniformLight\): image file not found"):
         _decode(frame, images, DecodeCache(tmp_path / "cache"))
+
+
+def test_registered_pairs_are_cached_with_their_shifts(tmp_path):
+    from aoideft.images import Preparation
+
+    frame, _ = make_pairs(tmp_path / "images", 6)
+    calls = []
+
+    def register(golden, test):  # stands in for registration.align_pairs: inverts the goldens
+        calls.append(len(golden))
+        return 255 - golden, test, torch.full((len(golden), 2), 0.5)
+
+    step = Preparation("invert", register)
+    first = decode_pairs(frame, images_dir=tmp_path / "images", lights=LIGHTS, image_ext=EXT, size=SIZE,
+                         cache=DecodeCache(tmp_path / "cache"), prepare=step)
+    plain = _decode(frame, tmp_path / "images", DecodeCache(tmp_path / "cache"))  # another variant: not prepared
+    again = decode_pairs(frame.iloc[2:], images_dir=tmp_path / "images", lights=LIGHTS, image_ext=EXT, size=SIZE,
+                         cache=DecodeCache(tmp_path / "cache"), prepare=step)
+    assert calls == [6]  # prepared once; the second frame's rows all came from the cache
+    assert torch.equal(first.golden, 255 - plain.golden) and torch.equal(again.golden, first.golden[2:])
+    assert torch.equal(again.shifts, torch.full((4, 2), 0.5))

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from aoideft import csvdata, inference, progress
+from aoideft import csvdata, inference, progress, registration
 from aoideft.backend import EmbeddedBackend, get_backend
 from aoideft.checkpoint import save_checkpoint
 from aoideft.errors import InputError
@@ -116,6 +116,44 @@ def test_checkpoint_lights_must_exist_in_images(workspace, tmp_path):
     save_checkpoint(tmp_path / "white.pth", ChangeNetLite(arch), epoch=0, step=0, metrics={})
     with pytest.raises(InputError, match="WhiteLight"):
         inference.run_inference(tmp_path / "white.pth", workspace["val"], workspace["images_dir"], tmp_path / "o.csv")
+
+
+def test_phase_alignment_registers_goldens_once_per_csv_and_the_checkpoint_carries_it(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    images = tmp_path / "images"
+    rows = []
+    for index, (dy, dx) in enumerate([(1.5, -1.0), (0.0, 0.0), (-2.0, 0.5)]):
+        scene = torch.from_numpy(rng.uniform(0, 255, (1, 3, 48, 48)).astype(np.float32))
+        scene = torch.nn.functional.avg_pool2d(scene, 3, stride=1, padding=1)
+        test = scene[..., 8:40, 8:40]
+        golden = registration.shift_images(scene, torch.tensor([[-dy, -dx]]))[..., 8:40, 8:40]
+        for folder, image in (("test", test), ("golden", golden)):
+            path = images / folder / f"p{index}_SolderLight.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()).save(path)
+        rows.append({"input_path": "test", "golden_path": "golden", "label": "PASS" if index else "MISSING",
+                     "object_name": f"p{index}"})
+    csv_path = tmp_path / "pairs.csv"
+    pd.DataFrame(rows).to_csv(csv_path, index=False)
+    plain = ModelArch(lights=("SolderLight",), image_ext=".png", image_width=32, image_height=32)
+    aligned = ModelArch(**{**plain.__dict__, "align": "phase"})
+    _, raw = inference.decode_for_arch(plain, csv_path, images)
+    _, registered = inference.decode_for_arch(aligned, csv_path, images)
+    assert raw.shifts is None and torch.equal(registered.test, raw.test)
+    assert torch.allclose(registered.shifts, torch.tensor([[1.5, -1.0], [0.0, 0.0], [-2.0, 0.5]]), atol=0.1)
+    inner = (Ellipsis, slice(4, -4), slice(4, -4))
+    error = lambda pairs: (pairs.golden.float() - pairs.test.float())[inner].abs().mean()
+    assert error(registered) < 0.3 * error(raw)
+    # inference rebuilds the arch from the checkpoint, so it registers the goldens the same way
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "aligned.pth", ChangeNetLite(aligned).eval(), epoch=0, step=0, metrics={})
+    scored = inference.run_inference(tmp_path / "aligned.pth", csv_path, images, tmp_path / "o.csv")
+    model = inference.build_model_from_checkpoint(tmp_path / "aligned.pth")
+    with torch.no_grad():
+        expected = defect_scores(model(registered.golden, registered.test)).numpy()
+    assert np.allclose(scored[inference.SCORE_COLUMN].to_numpy(), expected, atol=1e-6)
 
 
 def test_embedded_backend_trains_infers_and_embeds(workspace, tmp_path):

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aoideft import kpi
+from aoideft import kpi, kpi_report
 from aoideft.errors import InputError
 
 NAN = float("nan")
@@ -88,7 +88,7 @@ def test_unscored_rows_are_counted_and_flagged_at_every_threshold():
     table = kpi.recall_far_table(*arrays(rows))
     assert table["threshold"].notna().all() and len(table) == 8
     assert table["tp"].iloc[-1] == 1 and table["fp"].iloc[-1] == 1  # at the top threshold only NaN rows
-    evaluation = kpi.evaluate_frame(frame(rows), bootstrap=0)
+    evaluation = kpi_report.evaluate_frame(frame(rows), bootstrap=0)
     metrics = evaluation.metrics
     assert (metrics["nan_scores"], metrics["nan_scores_pass"], metrics["nan_scores_defect"]) == (2, 1, 1)
     assert metrics["n_rows"] == 9 and metrics["far_pct"] == pytest.approx(60.0)
@@ -117,7 +117,7 @@ def test_relaxed_recall_points_are_hand_computed():
     # 197 easy defects + weak defects 0.2, 0.3, 0.4; PASS 0.1, 0.25, 0.35, 0.45, 0.5.
     rows = ([("BRIDGE", 0.9)] * 197 + [("MISSING", 0.2), ("MISSING", 0.3), ("SHIFT", 0.4)]
             + [("PASS", s) for s in (0.1, 0.25, 0.35, 0.45, 0.5)])
-    metrics = kpi.evaluate_frame(frame(rows), bootstrap=0).metrics
+    metrics = kpi_report.evaluate_frame(frame(rows), bootstrap=0).metrics
     assert metrics["threshold"] == pytest.approx(0.1) and metrics["far_pct"] == pytest.approx(80.0)
     # 99.5% of 200 = 199 TP: may miss 0.2 -> threshold 0.25; 99% = 198 TP: may miss 0.2, 0.3 -> 0.35
     assert metrics["operating_points"]["recall_99_5"]["threshold"] == pytest.approx(0.25)
@@ -320,7 +320,7 @@ def test_selection_key_ranks_by_expected_far_then_by_margin():
 
 # ---- evaluate_frame / deployable / errors ---------------------------------------------------------
 def test_evaluate_frame_metrics_tables_and_per_label_detectability():
-    evaluation = kpi.evaluate_frame(frame(ROWS), source="kpi.csv", bootstrap=200, seed=3)
+    evaluation = kpi_report.evaluate_frame(frame(ROWS), source="kpi.csv", bootstrap=200, seed=3)
     m = evaluation.metrics
     assert (m["far_pct"], m["threshold"], m["recall"]) == (50.0, 0.3, 1.0)
     assert m["confusion"] == {"tp": 3, "fp": 2, "tn": 2, "fn": 0}
@@ -344,7 +344,7 @@ def test_evaluate_frame_metrics_tables_and_per_label_detectability():
 
 def test_detectability_of_a_label_needs_all_its_rows_above_the_threshold():
     rows = [("BRIDGE", 0.9), ("BRIDGE", 0.4), ("MISSING", 0.8), ("PASS", 0.5), ("PASS", 0.2)]
-    per_label = kpi.per_label_summary(pd.Series([r[0] for r in rows]), np.array([r[1] for r in rows]),
+    per_label = kpi_report.per_label_summary(pd.Series([r[0] for r in rows]), np.array([r[1] for r in rows]),
                                       {"at_0_6": 0.6, "at_0_3": 0.3}).set_index("label")
     assert per_label.loc["BRIDGE", "detectable_at_0_6"] is False and per_label.loc["BRIDGE", "flagged_at_0_6"] == 1
     assert per_label.loc["MISSING", "detectable_at_0_6"] is True
@@ -353,12 +353,12 @@ def test_detectability_of_a_label_needs_all_its_rows_above_the_threshold():
 
 def test_deployable_threshold_from_validation_transfers_and_recall_can_drop():
     validation = frame([("BRIDGE", 0.8), ("MISSING", 0.6), ("PASS", 0.55), ("PASS", 0.2)])
-    threshold = kpi.evaluate_frame(validation, bootstrap=0).operating_point.threshold
+    threshold = kpi_report.evaluate_frame(validation, bootstrap=0).operating_point.threshold
     assert threshold == pytest.approx(0.55)
     # On the KPI set a MISSING row scores 0.5 < 0.55: the deployed threshold misses it.
     kpi_rows = [("BRIDGE", 0.9), ("MISSING", 0.5), ("SHIFT", 0.7), ("PASS", 0.6), ("PASS", 0.3), ("PASS", 0.1),
                 ("PASS", 0.56)]
-    evaluation = kpi.evaluate_frame(frame(kpi_rows), bootstrap=0, calibration_threshold=threshold)
+    evaluation = kpi_report.evaluate_frame(frame(kpi_rows), bootstrap=0, calibration_threshold=threshold)
     dep = evaluation.metrics["deployable"]
     assert dep["threshold"] == pytest.approx(0.55) and dep["recall"] == pytest.approx(2 / 3)
     assert dep["far_pct"] == pytest.approx(50.0) and dep["missed"] == 1 and (dep["tp"], dep["fn"]) == (2, 1)
@@ -381,7 +381,7 @@ def test_deployable_threshold_from_validation_transfers_and_recall_can_drop():
 ])
 def test_a_frame_without_one_class_is_an_input_error_naming_the_csv(rows, words):
     with pytest.raises(InputError) as error:
-        kpi.evaluate_frame(frame(rows), source="kpi.csv")
+        kpi_report.evaluate_frame(frame(rows), source="kpi.csv")
     for word in words:
         assert word in str(error.value)
 
@@ -390,18 +390,18 @@ def test_a_frame_without_one_class_is_an_input_error_naming_the_csv(rows, words)
 def test_a_wrong_case_pass_label_is_an_input_error_naming_the_row(label, row):
     rows = [("PASS", 0.1), ("BRIDGE", 0.9), (label, 0.2), ("PASS", 0.3)]
     with pytest.raises(InputError, match=rf"kpi\.csv: label '{label}' at row {row} is not the literal 'PASS'"):
-        kpi.evaluate_frame(frame(rows), source="kpi.csv")
+        kpi_report.evaluate_frame(frame(rows), source="kpi.csv")
 
 
 def test_other_bad_inputs_are_input_errors():
     with pytest.raises(InputError, match="empty label at row 2"):
         kpi.defect_mask(["PASS", "", "BRIDGE"], source="x.csv")
     with pytest.raises(InputError, match=r"siamese_score 'abc' at row 2 is not a number"):
-        kpi.evaluate_frame(frame([("PASS", "0.1"), ("BRIDGE", "abc")]), source="x.csv")
+        kpi_report.evaluate_frame(frame([("PASS", "0.1"), ("BRIDGE", "abc")]), source="x.csv")
     with pytest.raises(InputError, match=r"missing column\(s\) \['siamese_score'\]"):
-        kpi.evaluate_frame(pd.DataFrame({"label": ["PASS"]}), source="x.csv")
+        kpi_report.evaluate_frame(pd.DataFrame({"label": ["PASS"]}), source="x.csv")
     with pytest.raises(InputError, match="no row has a finite siamese_score"):
-        kpi.evaluate_frame(frame([("PASS", NAN), ("BRIDGE", NAN)]), source="x.csv")
+        kpi_report.evaluate_frame(frame([("PASS", NAN), ("BRIDGE", NAN)]), source="x.csv")
     # text scores as read with dtype=str: blank cells are unscored rows, not errors
     parsed = kpi.parse_scores(pd.Series(["0.5", "", "nan", "1e-3"]))
     assert parsed[0] == 0.5 and np.isnan(parsed[1]) and np.isnan(parsed[2]) and parsed[3] == 0.001
@@ -409,8 +409,8 @@ def test_other_bad_inputs_are_input_errors():
 
 # ---- files and CLI -------------------------------------------------------------------------------
 def test_write_evaluation_writes_strict_json_and_csvs(tmp_path):
-    evaluation = kpi.evaluate_frame(frame(ROWS + [("PASS", NAN)]), bootstrap=0, calibration_threshold=0.7)
-    paths = kpi.write_evaluation(evaluation, tmp_path / "eval")
+    evaluation = kpi_report.evaluate_frame(frame(ROWS + [("PASS", NAN)]), bootstrap=0, calibration_threshold=0.7)
+    paths = kpi_report.write_evaluation(evaluation, tmp_path / "eval")
     text = (tmp_path / "eval" / "metrics.json").read_text()
     metrics = json.loads(text, parse_constant=lambda name: pytest.fail(f"non-strict JSON constant {name}"))
     assert metrics["far_pct_ci95"] is None and metrics["deployable"]["missed"] == 1
@@ -424,7 +424,7 @@ def test_cli_round_trip_with_calibration(tmp_path, capsys):
     kpi_csv, val_csv, out = tmp_path / "kpi.csv", tmp_path / "val.csv", tmp_path / "out"
     frame(ROWS, input_path=["kpi/test"] * len(ROWS)).to_csv(kpi_csv, index=False)
     frame([("BRIDGE", 0.8), ("PASS", 0.75), ("PASS", 0.1)]).to_csv(val_csv, index=False)
-    code = kpi.main(["--inference", str(kpi_csv), "--calibrate-on", str(val_csv), "--out", str(out),
+    code = kpi_report.main(["--inference", str(kpi_csv), "--calibrate-on", str(val_csv), "--out", str(out),
                      "--bootstrap", "50", "--seed", "7"])
     assert code == 0
     printed = capsys.readouterr().out
@@ -441,9 +441,9 @@ def test_cli_round_trip_with_calibration(tmp_path, capsys):
 def test_cli_input_error_exits_2_with_the_message_on_stderr(tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     frame([("PASS", 0.1), ("PASS", 0.2)]).to_csv(bad, index=False)
-    assert kpi.main(["--inference", str(bad), "--out", str(tmp_path / "out")]) == 2
+    assert kpi_report.main(["--inference", str(bad), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "bad.csv" in err and "both classes" in err
-    assert kpi.main(["--inference", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "o")]) == 2
+    assert kpi_report.main(["--inference", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "o")]) == 2
     assert "not found" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

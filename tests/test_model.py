@@ -7,7 +7,7 @@ import torch
 
 from aoideft import checkpoint
 from aoideft.errors import InputError
-from aoideft.model import ChangeNetLite, ModelArch, defect_scores
+from aoideft.model import ChangeNetLite, ModelArch, best_shifted, defect_scores
 
 ALL_LIGHTS = ("LowAngleLight", "SolderLight", "UniformLight", "WhiteLight")
 
@@ -80,6 +80,52 @@ def test_arch_round_trips_as_plain_values_and_rejects_bad_settings():
         ModelArch(learnable_difference_modules=5)
     with pytest.raises(InputError, match="num_lights"):
         ModelArch.from_dict({**data, "num_lights": 3})
+
+
+def test_registration_options_are_checked_and_old_checkpoints_read_as_unregistered():
+    arch = ModelArch(align="phase", align_max_shift_px=3.0, shift_tolerance_px=2.0)
+    assert ModelArch.from_dict(arch.to_dict()) == arch
+    written_before = {k: v for k, v in ModelArch().to_dict().items()
+                      if k not in ("align", "align_max_shift_px", "shift_tolerance_px")}
+    old = ModelArch.from_dict(written_before)
+    assert old.align == "none" and old.shift_tolerance_px == 0.0
+    with pytest.raises(InputError, match="embedded.align"):
+        ModelArch(align="ecc")
+    with pytest.raises(InputError, match="align_max_shift_px"):
+        ModelArch(image_width=16, image_height=16, align_max_shift_px=5.0)
+    with pytest.raises(InputError, match="shift_tolerance_px"):
+        ModelArch(shift_tolerance_px=-1.0)
+    # 2 px reach: one feature pixel at strides 2 and 4, none deeper
+    assert [arch.tolerance_radius(level) for level in range(4)] == [1, 1, 0, 0]
+
+
+def test_best_shifted_finds_the_shifted_golden_but_not_a_new_blob():
+    generator = torch.Generator().manual_seed(0)
+    test = torch.rand(1, 4, 12, 12, generator=generator)
+    golden = torch.roll(test, shifts=(1, -1), dims=(-2, -1))  # the same content one pixel off
+    inner = (Ellipsis, slice(2, -2), slice(2, -2))
+    assert torch.equal(best_shifted(golden, test, 0), golden)
+    assert torch.allclose(best_shifted(golden, test, 1)[inner], test[inner])
+    blob = test.clone()
+    blob[..., 5:8, 5:8] += 3.0  # a change no neighbouring golden position explains
+    matched = best_shifted(golden, blob, 1)
+    assert (blob - matched)[..., 5:8, 5:8].abs().min() > 1.0
+
+
+def test_shift_tolerance_makes_the_difference_smaller_for_a_shifted_golden():
+    arch = ModelArch(lights=ALL_LIGHTS[:1], image_width=32, image_height=32, difference_module="euclidean")
+    tolerant = ModelArch(**{**arch.__dict__, "shift_tolerance_px": 2.0})
+    torch.manual_seed(0)
+    plain = ChangeNetLite(arch).eval()
+    shifting = ChangeNetLite(tolerant).eval()
+    shifting.load_state_dict(plain.state_dict())  # no new parameters: the same weights fit both
+    test = _pairs(arch, batch=2)[1]
+    golden = torch.roll(test, shifts=(2, 2), dims=(-2, -1))
+    with torch.no_grad():
+        before = plain.difference_maps(golden, test)
+        after = shifting.difference_maps(golden, test)
+    assert after[0].mean() < 0.8 * before[0].mean()  # stride 2: the 2-px shift is one feature pixel
+    assert torch.equal(after[-1], before[-1])  # deeper levels: no reach
 
 
 def _trained_looking_model(arch: ModelArch) -> ChangeNetLite:

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from aoideft import kpi, report
+from aoideft import kpi_report, report
 from aoideft.report import charts, render, stats
 
 EVIL = "<script>alert(1)</script>"
@@ -48,7 +48,7 @@ def histogram(title: str) -> dict:
 
 
 def full_context(far100: float | None = 6.2, **header) -> dict:
-    evaluation = kpi.evaluate_frame(pd.DataFrame({
+    evaluation = kpi_report.evaluate_frame(pd.DataFrame({
         "label": ["PASS", "PASS", "PASS", "BRIDGE", "MISSING", "PASS"],
         "siamese_score": [0.1, 0.2, 0.6, 0.7, 0.9, 0.4]}), bootstrap=0)
     table = evaluation.table

@@ -53,3 +53,21 @@ def test_nothing_is_removed_while_a_lock_exists(tmp_path):
 
 def test_a_run_dir_without_marks_has_nothing_to_clear(tmp_path):
     assert clear_incomplete_outputs(tmp_path) == []
+
+
+def test_a_log_one_commit_behind_the_state_is_rewritten_from_it(tmp_path):
+    from aoideft import state
+    from aoideft.workflow import resume
+
+    run = tmp_path / "run"
+    run.mkdir()
+    state.init_state(run / "deft_state.json", run / "loop_log.jsonl", config={"specs_file": "s", "training_csv": "t",
+                     "validation_csv": "v", "kpi_test_csv": "k", "images_dir": "i"}, results_dir=str(run),
+                     kpi_target_far_pct=5.0, max_iterations=2)
+    state.commit_stage(run / "deft_state.json", run / "loop_log.jsonl", iteration="baseline", stage="inference",
+                       summary="scored", duration_sec=1.0)
+    lines = (run / "loop_log.jsonl").read_text().splitlines()
+    (run / "loop_log.jsonl").write_text("\n".join(lines[:-1]) + ("\n" if len(lines) > 1 else ""))  # the kill
+    assert resume.repair_state_log(run)
+    assert state.read_log(run / "loop_log.jsonl") == state.read_state(run / "deft_state.json")["events"]
+    assert not resume.repair_state_log(run)  # nothing to do the second time

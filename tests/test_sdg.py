@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from aoideft import csvdata, progress
-from aoideft.deft import sdg
+from aoideft.deft import sdg, sdg_images, sdg_procedural
 from aoideft.errors import InputError
 
 LIGHTS = ["SolderLight", "UniformLight"]
@@ -133,8 +133,8 @@ def mean_abs_diff(a, b, box=None):
 
 def render_pair(label, seed=0):
     goldens = [golden_array(light) for light in LIGHTS]
-    plan = sdg.plan_defect(label, goldens, np.random.default_rng(seed))
-    return plan, goldens, [sdg.render(golden, plan, light) for golden, light in zip(goldens, LIGHTS)]
+    plan = sdg_procedural.plan_defect(label, goldens, np.random.default_rng(seed))
+    return plan, goldens, [sdg_procedural.render(golden, plan, light) for golden, light in zip(goldens, LIGHTS)]
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -172,7 +172,7 @@ def test_every_defect_label_changes_the_component_region(label):
         inside, outside = mean_abs_diff(tests[0], goldens[0], CENTRAL)
         assert (diff[12:52, 8:56] > 10).sum() >= 20, (label, seed)  # a visible change, even a thin scratch
         assert inside > outside, (label, seed, inside, outside)
-    assert sdg.operation_for("LIFTED_LEAD") == "generic"
+    assert sdg_procedural.operation_for("LIFTED_LEAD") == "generic"
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -190,13 +190,13 @@ def test_pass_nuisance_variants_stay_close_to_the_golden(seed):
 
 def test_jpeg_output_and_grey_images_keep_their_mode(tmp_path):
     grey = golden_array("SolderLight").mean(axis=2, keepdims=True)
-    data = sdg.encode_image(grey, "L", ".jpg")
+    data = sdg_images.encode_image(grey, "L", ".jpg")
     path = tmp_path / "g.jpg"
     path.write_bytes(data)
-    array, mode = sdg.load_image(path)
+    array, mode = sdg_images.load_image(path)
     assert mode == "L" and array.shape == (SIZE, SIZE, 1)
     with pytest.raises(InputError, match="image_ext"):
-        sdg.encode_image(grey, "L", ".nope")
+        sdg_images.encode_image(grey, "L", ".nope")
 
 
 def test_missing_source_image_is_an_input_error(training, tmp_path):

@@ -354,3 +354,22 @@ def test_the_tao_style_engine_runs_the_same_stages(tiny_run, tmp_path):
     assert "judged on <b>whole KPI set</b>" in report and "basis: whole KPI set" in report
     assert "held-out KPI half" not in report and "chosen on the KPI set itself" in report
     assert f'Deploy <span class="big">{best_model["iteration"]}</span>' in report
+
+
+def test_the_bare_board_world_runs_all_three_phases(tmp_path):
+    """The second demo world (bare copper, one light) through Phase 1, one DEFT iteration and Phase 3:
+    the single-light spec reaches every stage, and the deliverable loads."""
+    config = tiny_config(tmp_path / "workspace", tmp_path / "run", **{
+        "demo.kind": "bare_board", "deft.max_iterations": 1})
+    run_snakemake(config, tmp_path / "config.yaml")
+    run = tmp_path / "run"
+    manifest = read_json(tmp_path / "workspace" / "demo_manifest.json")
+    assert manifest["kind"] == "bare_board" and manifest["lights"] == ["UniformLight"]
+    spec = yaml.safe_load((run / "specs/baseline_spec_automl.yaml").read_text())
+    assert spec["dataset"]["classify"]["num_input"] == 1
+    summary = read_json(run / "deft/summary.json")
+    assert summary["iterations_run"] == 1 and summary["stop_reason"] in {"max_iterations", "kpi_met"}
+    combined = pd.read_csv(run / "iter1/dataset/train_combined_iter1.csv", dtype=str, keep_default_na=False)
+    assert len(combined) > TINY_TRAIN_ROWS
+    assert "state_dict" in checkpoint.load_checkpoint(run / "final_automl/best.pth")
+    assert (run / "DEFT_Loop_Report.html").is_file()

@@ -19,7 +19,7 @@ COMMANDS = {
     "train": ("aoideft.trainer", "main"),
     "infer": ("aoideft.inference", "infer_main"),
     "embed": ("aoideft.inference", "embed_main"),
-    "evaluate": ("aoideft.kpi", "main"),
+    "evaluate": ("aoideft.kpi_report", "main"),
     "spec": ("aoideft.spec", "main"),
     "check-csv": ("aoideft.csvdata", "main"),
 }

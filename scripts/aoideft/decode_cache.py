@@ -84,7 +84,11 @@ def read_image_bytes(path: str, where: str) -> bytes:
 
 @dataclass
 class DecodeCache:
-    """A cache folder shared by the jobs of a run; counts the images it served and decoded."""
+    """A cache folder shared by the jobs of a run; counts the images it served and decoded.
+
+    An entry holds named arrays with one row per pair (``golden`` and ``test`` [N, L, C, H, W] uint8,
+    and what a preparation step adds, e.g. the registration's ``shifts``); ``variant`` names the
+    preparation (decoded pairs registered one way are another entry than pairs as decoded)."""
 
     root: Path
     hits: int = 0
@@ -93,19 +97,17 @@ class DecodeCache:
     def __post_init__(self) -> None:
         self.root = Path(self.root)
 
-    def folder(self, mode: str, size: tuple[int, int]) -> Path:
-        return self.root / f"{mode}-{size[0]}x{size[1]}-v{VERSION}"
+    def folder(self, mode: str, size: tuple[int, int], variant: str = "") -> Path:
+        return self.root / (f"{mode}-{size[0]}x{size[1]}-v{VERSION}" + (f"-{variant}" if variant else ""))
 
-    def fill(self, keys: list[str], golden: np.ndarray, test: np.ndarray, mode: str,
-             size: tuple[int, int]) -> tuple[np.ndarray, bool]:
-        """Copy every row some entry holds into ``golden``/``test`` ([N, L, C, H, W], row order of
-        ``keys``); returns (a mask of the rows filled, whether one entry held them all in order)."""
-        folder = self.folder(mode, size)
+    def fill(self, keys: list[str], arrays: dict[str, np.ndarray], folder: Path) -> tuple[np.ndarray, bool]:
+        """Copy every row some entry of ``folder`` holds into ``arrays`` (row order of ``keys``);
+        returns (a mask of the rows filled, whether one entry held them all in order)."""
         filled = np.zeros(len(keys), dtype=bool)
-        shape = golden.shape[1:]
-        exact = _read_entry(folder / entry_name(keys), shape)
-        if exact is not None and len(exact[0]) == len(keys):
-            golden[:], test[:] = exact
+        exact = _read_entry(folder / entry_name(keys), arrays)
+        if exact is not None and len(exact["golden"]) == len(keys):
+            for name, array in arrays.items():
+                array[:] = exact[name]
             filled[:] = True
             return filled, True
         wanted: dict[str, list[int]] = {}
@@ -119,28 +121,28 @@ class DecodeCache:
             except OSError:
                 continue
             pairs = [(i, j) for j, key in enumerate(stored) for i in wanted.get(key, ()) if not filled[i]]
-            arrays = _read_entry(entry, shape) if pairs else None
-            if arrays is None or len(arrays[0]) != len(stored):
+            held = _read_entry(entry, arrays) if pairs else None
+            if held is None or len(held["golden"]) != len(stored):
                 continue
             targets, sources = (np.array(side) for side in zip(*pairs))
-            golden[targets], test[targets] = arrays[0][sources], arrays[1][sources]
+            for name, array in arrays.items():
+                array[targets] = held[name][sources]
             filled[targets] = True
         return filled, False
 
-    def store(self, keys: list[str], golden: np.ndarray, test: np.ndarray, mode: str, size: tuple[int, int]) -> None:
-        """Add the decoded frame as an entry (whole or not at all)."""
-        folder = self.folder(mode, size)
+    def store(self, keys: list[str], arrays: dict[str, np.ndarray], folder: Path) -> None:
+        """Add the frame's arrays as an entry of ``folder`` (whole or not at all)."""
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / entry_name(keys)
         if target.is_dir():
-            if _read_entry(target, golden.shape[1:]) is not None:
+            if _read_entry(target, arrays) is not None:
                 return  # another job's entry of the same rows
             shutil.rmtree(target, ignore_errors=True)  # damaged: rebuilt below
         tmp = folder / f".{target.name}.{secrets.token_hex(4)}.tmp"
         os.mkdir(tmp, 0o777)  # 0777 minus the umask, like any folder the user makes
         try:
-            np.save(tmp / "golden.npy", golden)
-            np.save(tmp / "test.npy", test)
+            for name, array in arrays.items():
+                np.save(tmp / f"{name}.npy", array)
             (tmp / KEYS_FILE).write_text("\n".join(keys) + "\n")
             os.rename(tmp, target)
         except OSError as error:
@@ -174,13 +176,15 @@ def row_key(identities: list[str]) -> str:
     return hashlib.blake2b("|".join(identities).encode(), digest_size=16).hexdigest()
 
 
-def _read_entry(entry: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray] | None:
-    """An entry's (golden, test) arrays, memory-mapped; None when they cannot be read as such."""
-    try:
-        golden = np.load(entry / "golden.npy", mmap_mode="r", allow_pickle=False)
-        test = np.load(entry / "test.npy", mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError):
-        return None
-    if golden.shape != test.shape or golden.shape[1:] != tuple(shape) or golden.dtype != np.uint8:
-        return None
-    return golden, test
+def _read_entry(entry: Path, like: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+    """An entry's arrays named as in ``like``, memory-mapped; None unless each can be read with
+    ``like``'s row shape and dtype and all have one length."""
+    held = {}
+    for name, array in like.items():
+        try:
+            held[name] = np.load(entry / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+        if held[name].shape[1:] != array.shape[1:] or held[name].dtype != array.dtype:
+            return None
+    return held if len({len(a) for a in held.values()}) == 1 else None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,16 +24,31 @@ _DECODE_CHUNK = 32  # rows per thread-pool task
 @dataclass
 class DecodedPairs:
     """All pairs of a frame: images uint8 [N, L, C, H, W] (L lights in the given order), labels
-    int64 [N] (0 PASS, 1 defect)."""
+    int64 [N] (0 PASS, 1 defect); ``shifts`` float32 [N, 2] (dy, dx) when the goldens were registered
+    to their tests (registration.py), else None."""
 
     golden: torch.Tensor
     test: torch.Tensor
     labels: torch.Tensor
+    shifts: torch.Tensor | None = None
+
+
+Prepare = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """A step on decoded pairs ((golden, test) -> (golden, test, [N, 2] shifts)), e.g. registration;
+    ``name`` tells its results apart in the decode cache."""
+
+    name: str
+    apply: Prepare
 
 
 def decode_pairs(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lights: Sequence[str],
                  image_ext: str, size: tuple[int, int], channels: int = 3, num_threads: int = 2,
-                 source: str | None = None, cache: DecodeCache | None = None) -> DecodedPairs:
+                 source: str | None = None, cache: DecodeCache | None = None,
+                 prepare: Preparation | None = None) -> DecodedPairs:
     """Decode every light image of every row of a pair frame (see csvdata) into memory.
 
     Each image is converted to RGB (``channels=3``) or L (``channels=1``) and resized bilinearly to
@@ -41,12 +56,16 @@ def decode_pairs(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lights: 
     the GIL while decoding). An unreadable file, or test and golden of one row and light with
     different sizes, is an InputError naming ``source`` (the CSV), the 1-based row and the file.
     With a ``cache``, rows it holds are copied instead of decoded and the frame becomes an entry.
+    ``prepare`` runs on the rows decoded here (not on cached ones: the cache holds prepared rows).
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     width, height = size
     shape = (len(frame), len(lights), channels, height, width)
     test, golden = np.empty(shape, np.uint8), np.empty(shape, np.uint8)
+    arrays = {"golden": golden, "test": test}
+    if prepare is not None:
+        arrays["shifts"] = np.zeros((len(frame), 2), np.float32)
     mode = "RGB" if channels == 3 else "L"
     rows = list(zip(frame["input_path"], frame["golden_path"], frame["object_name"]))
     prefix = f"{source}: " if source else ""
@@ -83,19 +102,27 @@ def decode_pairs(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lights: 
 
         keys = each(key_of, todo) if cache is not None else None
         exact = False
+        folder = cache.folder(mode, (width, height), prepare.name if prepare else "") if cache is not None else None
         if cache is not None:
-            filled, exact = cache.fill(keys, golden, test, mode, (width, height))
+            filled, exact = cache.fill(keys, arrays, folder)
             todo = [int(i) for i in np.flatnonzero(~filled)]
             cache.hits += 2 * len(lights) * int(filled.sum())
             cache.misses += 2 * len(lights) * len(todo)
-        reused = f", {len(rows) - len(todo)} from the decode cache" if cache is not None else ""
-        progress = Progress(f"decoding {source or 'pairs'}", len(todo)).start(f"x {len(lights)} lights{reused}")
-        each(decode_row, todo, progress)
-        progress.finish()
+        reused = f", {len(rows) - len(todo)} more from the decode cache" if cache is not None else ""
+        if todo:
+            progress = Progress(f"decoding {source or 'pairs'}", len(todo)).start(f"x {len(lights)} lights{reused}")
+            each(decode_row, todo, progress)
+            progress.finish()
+    if prepare is not None and todo:
+        rows_done = torch.as_tensor(todo)
+        prepared = prepare.apply(torch.from_numpy(golden)[rows_done], torch.from_numpy(test)[rows_done])
+        for name, values in zip(("golden", "test", "shifts"), prepared):
+            arrays[name][todo] = values.cpu().numpy()
     if cache is not None and not exact:
-        cache.store(keys, golden, test, mode, (width, height))
+        cache.store(keys, arrays, folder)
     return DecodedPairs(golden=torch.from_numpy(golden), test=torch.from_numpy(test),
-                        labels=torch.from_numpy(defect_labels(frame)))
+                        labels=torch.from_numpy(defect_labels(frame)),
+                        shifts=torch.from_numpy(arrays["shifts"]) if prepare is not None else None)
 
 
 def _decode_file(path: str, mode: str, size: tuple[int, int], where: str) -> tuple[tuple[int, int], np.ndarray]:

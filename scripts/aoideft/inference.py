@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from aoideft import csvdata, fsutil, images
+from aoideft import csvdata, fsutil, images, registration
 from aoideft.checkpoint import build_model_from_checkpoint
 from aoideft.decode_cache import DecodeCache
 from aoideft.errors import InputError
@@ -70,12 +70,15 @@ def prepare_model(model: ChangeNetLite, device: torch.device) -> ChangeNetLite:
 
 def decode_for_arch(
     arch: ModelArch, csv_path: str | Path, images_dir: str | Path, *, threads: int | None = None,
-    cache: DecodeCache | None = None,
+    cache: DecodeCache | None = None, device: torch.device | None = None,
 ) -> tuple[pd.DataFrame, images.DecodedPairs]:
     """Validate a pairs CSV and decode all its images, in the arch's lights and size, into memory
-    (through ``cache`` when given: see decode_cache.py).
+    (through ``cache`` when given: see decode_cache.py); with ``arch.align`` ``phase`` every golden is
+    then registered to its test (registration.align_pairs, computed on ``device``, default CPU), once
+    for the job (augmentation later moves golden and test together); ``phase_blur`` also matches the
+    focus of the pair's two images.
 
-    Returns the CSV's rows (every column, as text) and uint8 [N, L, C, H, W] golden/test tensors.
+    Returns the CSV's rows (every column, as text) and uint8 [N, L, C, H, W] golden/test CPU tensors.
     """
     lights = list(arch.lights)
     frame = csvdata.read_pairs_csv(
@@ -91,8 +94,19 @@ def decode_for_arch(
         num_threads=threads or torch.get_num_threads(),
         source=str(csv_path),
         cache=cache,
+        prepare=registration_step(arch, device),
     )
     return frame, decoded
+
+
+def registration_step(arch: ModelArch, device: torch.device | None) -> images.Preparation | None:
+    """The arch's registration as a decoding step (its results are cached with the decoded pairs)."""
+    if arch.align == "none":
+        return None
+    return images.Preparation(
+        name=f"align-{arch.align}-{arch.align_max_shift_px:g}",
+        apply=lambda golden, test: registration.align_pairs(golden, test, max_shift=arch.align_max_shift_px,
+                                                            device=device, blur=arch.align == "phase_blur"))
 
 
 @torch.inference_mode()
@@ -142,7 +156,7 @@ def _model_outputs(
         batch_size = max(batch_size, CUDA_BATCH_SIZE)
     model = prepare_model(build_model_from_checkpoint(checkpoint), resolved)
     cache = DecodeCache(Path(decode_cache)) if decode_cache else None
-    rows, decoded = decode_for_arch(model.arch, csv_path, images_dir, cache=cache)
+    rows, decoded = decode_for_arch(model.arch, csv_path, images_dir, cache=cache, device=resolved)
     step = {"logits": "inference", "embedding": "embedding", "both": "embedding + scores"}[output]
     progress = Progress(f"{step} {csv_path}", len(rows)).start(f"({Path(checkpoint).name} on {resolved})")
     outputs = predict(model, decoded.golden, decoded.test, batch_size=batch_size, device=resolved, output=output,

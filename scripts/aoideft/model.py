@@ -6,9 +6,16 @@ It mirrors TAO's Visual ChangeNet classify head on a CPU-sized backbone:
 * at the ``learnable_difference_modules`` deepest levels the two feature maps are compared, either by a
   learnable block (conv3x3 on cat(golden, test) -> BN -> ReLU -> conv3x3) or, with
   ``difference_module: euclidean``, by ``|f_test - f_golden|``;
+* with ``shift_tolerance_px`` > 0, before that comparison each golden feature is replaced by the best
+  match (lowest mean |f_test - f_golden| over a 3x3 neighbourhood) among the golden features up to that
+  many input pixels away, rounded to the level's grid: a shift-tolerant difference;
 * the difference maps are fused top-down (1x1 projections to a common width; the deeper map is
   upsampled and added), pooled globally (mean and max: a small defect is a local peak that a mean alone
   would dilute), and an MLP with ``embed_dec`` hidden units gives 2 logits (0 = PASS, 1 = defect).
+
+Golden-to-test registration (``align``: ``phase``) is not done here but where a job decodes its pairs
+(``inference.decode_for_arch``, once per CSV): the arch only records it, so training, inference and
+embedding of one checkpoint all see registered goldens.
 
 Inputs are ``[B, L, C, H, W]`` tensors (uint8, or float in [0, 1]) with one image per light; the model
 normalises them with the spec's RGB mean/std and stacks the lights itself, so every caller (trainer,
@@ -33,6 +40,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 LIGHT_STACKINGS = ("spec", "channels")
 CONCAT_TYPES = ("linear", "grid")
 DIFFERENCE_MODULES = ("learnable", "euclidean")
+ALIGNMENTS = ("none", "phase", "phase_blur")  # golden-to-test registration at decode time (registration.py)
+MAX_SHIFT_TOLERANCE_PX = 8.0
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,12 @@ class ModelArch:
     ``light_stacking`` is an embedded-model option outside the TAO spec: ``spec`` stacks the lights the
     way TAO does (``concat_type`` linear = side by side, grid = tiled); ``channels`` stacks them as
     image channels (a 2-light RGB pair becomes one 6-channel image at the original size).
+
+    ``align``: ``phase`` registers every golden to its test (sub-pixel, up to ``align_max_shift_px``
+    input pixels) when a job decodes its pairs, ``phase_blur`` also blurs the sharper image of the
+    pair to the other's focus; ``none`` compares them as captured.
+    ``shift_tolerance_px``: the shift-tolerant difference's reach in input pixels (0: off). The
+    defaults are the behaviour of checkpoints written before these options existed.
     """
 
     lights: tuple[str, ...] = ("SolderLight",)
@@ -58,9 +73,22 @@ class ModelArch:
     embed_dec: int = 30
     rgb_mean: tuple[float, ...] = IMAGENET_MEAN
     rgb_std: tuple[float, ...] = IMAGENET_STD
+    align: str = "none"
+    align_max_shift_px: float = 4.0
+    shift_tolerance_px: float = 0.0
 
     def __post_init__(self) -> None:
         _check_choice("light_stacking", self.light_stacking, LIGHT_STACKINGS)
+        _check_choice("embedded.align", self.align, ALIGNMENTS)
+        if not 0 < self.align_max_shift_px <= min(self.image_width, self.image_height) / 4:
+            raise InputError(
+                "embedded.align_max_shift_px must be above 0 and at most a quarter of the image side "
+                f"({min(self.image_width, self.image_height) / 4:g} px), got {self.align_max_shift_px}."
+            )
+        if not 0 <= self.shift_tolerance_px <= MAX_SHIFT_TOLERANCE_PX:
+            raise InputError(
+                f"embedded.shift_tolerance_px must be 0 to {MAX_SHIFT_TOLERANCE_PX:g} pixels, got {self.shift_tolerance_px}."
+            )
         _check_choice("model.classify.difference_module", self.difference_module, DIFFERENCE_MODULES)
         _check_choice("dataset.classify.concat_type", self.concat_type, CONCAT_TYPES)
         if not 1 <= self.learnable_difference_modules <= NUM_LEVELS:
@@ -96,6 +124,11 @@ class ModelArch:
     def compared_levels(self) -> tuple[int, ...]:
         """Indices of the (deepest) backbone levels whose golden/test features are compared and fused."""
         return tuple(range(NUM_LEVELS - self.learnable_difference_modules, NUM_LEVELS))
+
+    def tolerance_radius(self, level: int) -> int:
+        """Feature pixels the shift-tolerant difference searches at ``level`` (stride 2**(level+1)):
+        ``shift_tolerance_px`` on the level's grid, rounded half up."""
+        return int(self.shift_tolerance_px / 2 ** (level + 1) + 0.5)
 
     @property
     def fuse_width(self) -> int:
@@ -184,6 +217,26 @@ class LearnableDifference(nn.Module):
         return self.block(torch.cat([golden, test], dim=1))
 
 
+def best_shifted(golden: torch.Tensor, test: torch.Tensor, radius: int) -> torch.Tensor:
+    """``golden`` [B, C, H, W] with each position replaced by the golden feature, up to ``radius``
+    positions away, that matches ``test`` best: lowest mean |test - golden| over channels and a 3x3
+    neighbourhood (a single position would let any defect pixel find a look-alike). Border replicated;
+    ties go to the smaller shift (the unshifted golden is first)."""
+    if radius <= 0:
+        return golden
+    height, width = golden.shape[-2:]
+    padded = F.pad(golden, (radius,) * 4, mode="replicate")
+    offsets = sorted(((dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)),
+                     key=lambda offset: offset[0] ** 2 + offset[1] ** 2)
+    shifted = torch.stack([padded[..., radius + dy : radius + dy + height, radius + dx : radius + dx + width]
+                           for dy, dx in offsets], dim=1)  # [B, S, C, H, W]
+    cost = (shifted - test.unsqueeze(1)).abs().mean(dim=2)  # [B, S, H, W]
+    cost = F.avg_pool2d(cost, 3, stride=1, padding=1, count_include_pad=False)
+    choice = cost.argmin(dim=1, keepdim=True)  # [B, 1, H, W]
+    index = choice.unsqueeze(2).expand(-1, -1, golden.shape[1], -1, -1)
+    return shifted.gather(1, index).squeeze(1)
+
+
 class ChangeNetLite(nn.Module):
     """Siamese golden/test classifier; ``forward`` gives logits [B, 2], ``embed`` the pooled feature."""
 
@@ -223,6 +276,7 @@ class ChangeNetLite(nn.Module):
         maps = []
         for index, level in enumerate(self.arch.compared_levels):
             f_golden, f_test = features[level][:batch], features[level][batch:]
+            f_golden = best_shifted(f_golden, f_test, self.arch.tolerance_radius(level))
             if self.difference is None:
                 maps.append((f_test - f_golden).abs())
             else:

@@ -381,6 +381,20 @@ def _locked(state_path: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+def repair_log(state_path: str | Path, log_path: str | Path) -> bool:
+    """Rewrite ``loop_log.jsonl`` from the state when they differ: a kill between the state's write and
+    the log's (two files cannot be renamed at once) leaves the log one commit behind. True if rewritten."""
+    state_path, log_path = Path(state_path), Path(log_path)
+    if not state_path.is_file():
+        return False
+    with _locked(state_path):
+        events = read_state(state_path)["events"]
+        if read_log(log_path) == events:
+            return False
+        fsutil.write_jsonl(log_path, events)
+        return True
+
+
 def _write(state_path: Path, log_path: Path, state: dict) -> None:
     """State first, then the log derived from it; both atomic (call with the lock held). The first
     write of a state migrated from TAO EA keeps the EA files (their only copy of superseded log

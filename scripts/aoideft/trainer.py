@@ -54,6 +54,7 @@ from aoideft.model import ChangeNetLite, ModelArch, defect_scores
 from aoideft.spec import AugmentationSettings, TrainSettings
 
 STEP_POLICY_FACTOR = 0.1
+DEFAULT_ALIGN_REACH_PX = 4.0
 METRICS_FILE = "metrics.jsonl"
 _EXPONENT_FLOAT = re.compile(r"[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+")
 
@@ -69,6 +70,9 @@ class TrainOptions:
     compile: bool = False  # torch.compile the training forward (benchmarks/README.md: when it pays)
     ema_epochs: float = 1.5  # time constant of the weight average that is validated and saved, epochs; 0: off
     decode_cache: str | None = None  # folder of the run's decode cache (decode_cache.py); None: no cache
+    align: str = "phase_blur"  # golden-to-test registration when pairs are decoded (model.ModelArch): phase_blur | phase | none
+    align_max_shift_px: float | None = None  # registration's reach, input pixels; None: 4, at most a quarter side
+    shift_tolerance_px: float = 0.0  # shift-tolerant feature difference (model.ModelArch); 0: off
     verbose: bool = True  # one progress line per epoch on stdout
 
     @classmethod
@@ -122,19 +126,23 @@ def arch_from_settings(settings: TrainSettings, options: TrainOptions) -> ModelA
         embed_dec=int(settings.embed_dec),
         rgb_mean=tuple(float(value) for value in augmentation.rgb_mean),
         rgb_std=tuple(float(value) for value in augmentation.rgb_std),
+        align=options.align,
+        align_max_shift_px=float(options.align_max_shift_px if options.align_max_shift_px is not None
+                                 else min(DEFAULT_ALIGN_REACH_PX, settings.image_width / 4, settings.image_height / 4)),
+        shift_tolerance_px=float(options.shift_tolerance_px),
     )
 
 
 def load_pairs(
     csv_path: str | None, images_dir: str | None, arch: ModelArch, threads: int, split: str,
-    cache: DecodeCache | None = None,
+    cache: DecodeCache | None = None, device: torch.device | None = None,
 ) -> PairTensors:
     """Decode the ``split`` ('train' or 'validation') CSV into memory; both classes must be present."""
     if not csv_path or not images_dir:
         raise InputError(
             f"spec keys dataset.classify.{split}_dataset.csv_path and .images_dir must both be set to train."
         )
-    _, decoded = decode_for_arch(arch, csv_path, images_dir, threads=threads, cache=cache)
+    _, decoded = decode_for_arch(arch, csv_path, images_dir, threads=threads, cache=cache, device=device)
     labels = decoded.labels
     num_defects = int(labels.sum())
     if num_defects == 0 or num_defects == len(labels):
@@ -340,8 +348,8 @@ def train(
     arch = arch_from_settings(settings, options)
     decode_started = time.perf_counter()
     cache = DecodeCache(Path(options.decode_cache)) if options.decode_cache else None
-    train_data = load_pairs(settings.train_csv, settings.train_images_dir, arch, threads, "train", cache).to(device)
-    val_data = load_pairs(settings.val_csv, settings.val_images_dir, arch, threads, "validation", cache).to(device)
+    train_data = load_pairs(settings.train_csv, settings.train_images_dir, arch, threads, "train", cache, device).to(device)
+    val_data = load_pairs(settings.val_csv, settings.val_images_dir, arch, threads, "validation", cache, device).to(device)
     decode_seconds = time.perf_counter() - decode_started
 
     model = ChangeNetLite(arch)
@@ -514,6 +522,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ema-epochs", type=float, default=TrainOptions.ema_epochs,
                         help="time constant of the saved weight average, in epochs (0: raw weights)")
     parser.add_argument("--decode-cache", default=None, help="decode-cache folder shared by jobs (decode_cache.py)")
+    parser.add_argument("--align", choices=("phase", "phase_blur", "none"), default=TrainOptions.align,
+                        help="register each golden to its test when pairs are decoded, phase_blur also matching their "
+                             "focus (default: phase_blur)")
+    parser.add_argument("--shift-tolerance-px", type=float, default=TrainOptions.shift_tolerance_px,
+                        help="shift-tolerant feature difference, input pixels (0: off)")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
     return parser
 
@@ -538,6 +551,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             compile=args.compile,
             ema_epochs=args.ema_epochs,
             decode_cache=args.decode_cache,
+            align=args.align,
+            shift_tolerance_px=args.shift_tolerance_px,
             verbose=not args.quiet,
         )
         summary = train_from_spec(

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import fsutil, holdout, kpi
+from .. import fsutil, holdout, kpi, kpi_report
 from ..deft import failure_modes, gate, rca
 from . import checkpoints, state_hooks
 from .deft_common import fmt, iteration_number, lights_and_ext, prev_label, read_embeddings
@@ -28,7 +28,7 @@ HALVES = (holdout.TARGETING, holdout.HELD_OUT)
 
 # ---- scoring: one pass per (checkpoint, CSV) ------------------------------------------------------
 def _scored(path: Path, source: str) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    frame = kpi.read_inference_csv(path)
+    frame = kpi_report.read_inference_csv(path)
     return frame, kpi.defect_mask(frame["label"], source=source), kpi.parse_scores(frame[kpi.SCORE_COLUMN], source=source)
 
 
@@ -114,21 +114,21 @@ def evaluate(settings: RunSettings, it: str, inference_summary: Path, out_best: 
                if "kpi" in data}
     bootstrap = settings.config["kpi"]["bootstrap"]
     out_dir = out_best.parent / best_kind
-    validation = kpi.evaluate_frame(scored[best_kind]["validation"][0], source=kinds[best_kind]["validation"],
+    validation = kpi_report.evaluate_frame(scored[best_kind]["validation"][0], source=kinds[best_kind]["validation"],
                                     bootstrap=0)
     calibration = validation.metrics["threshold"]
     kpi_frame = scored[best_kind]["kpi"][0]
-    whole = kpi.evaluate_frame(kpi_frame, source=kinds[best_kind]["kpi"], bootstrap=bootstrap,
+    whole = kpi_report.evaluate_frame(kpi_frame, source=kinds[best_kind]["kpi"], bootstrap=bootstrap,
                                calibration_threshold=calibration)
-    kpi.write_evaluation(whole, out_dir)
-    kpi.write_evaluation(validation, out_dir / "validation")
+    kpi_report.write_evaluation(whole, out_dir)
+    kpi_report.write_evaluation(validation, out_dir / "validation")
     halves: dict[str, dict[str, Any]] = {}
     if settings.selects_on_validation:
         held_out = kpi_halves(settings, kpi_frame)
         for name, rows in ((holdout.TARGETING, ~held_out), (holdout.HELD_OUT, held_out)):
-            half = kpi.evaluate_frame(kpi_frame[rows], source=f"{kinds[best_kind]['kpi']} ({name} half)",
+            half = kpi_report.evaluate_frame(kpi_frame[rows], source=f"{kinds[best_kind]['kpi']} ({name} half)",
                                       bootstrap=bootstrap, calibration_threshold=calibration)
-            kpi.write_evaluation(half, out_dir / name)
+            kpi_report.write_evaluation(half, out_dir / name)
             halves[name] = _half_summary(half.metrics)
     deployable = whole.metrics.get("deployable", {})
     chosen = selection[best_kind]
@@ -183,7 +183,7 @@ def run_rca(settings: RunSettings, it: str, best_path: Path, out_metrics: Path) 
     best = fsutil.read_json(best_path)
     lights, ext = lights_and_ext(settings)
     # As text: a zero-padded object_name ('000019') must stay the key the embeddings were written with.
-    inference = targeting_rows(settings, kpi.read_inference_csv(settings.run_dir / best["inference_csv"]))
+    inference = targeting_rows(settings, kpi_report.read_inference_csv(settings.run_dir / best["inference_csv"]))
     result = rca.analyse(inference, lights=lights, images_dir=settings.images_dir, image_ext=ext,
                          top_k_per_label=settings.deft["top_k_per_label"])
     rca.write_rca(result, out_metrics.parent)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import csvdata, fsutil, kpi, spec as tao_spec
+from .. import csvdata, fsutil, kpi, kpi_report, spec as tao_spec
 from ..deft import assemble, failure_modes, mining, rca, routing, sdg
 from ..errors import InputError
 from . import inputs, state_hooks
@@ -66,7 +66,7 @@ def route(settings: RunSettings, n: int, out_summary: Path) -> None:
     if engine == "random":  # the control: nothing is targeted, the mining stage draws the whole budget
         gaps = gaps.iloc[:0]
     if result is None:  # engine tao or random, or no failure mode to route to
-        result = routing.route_by_label(gaps, sdg_labels=set(settings.deft["sdg"]["labels"]),
+        result = routing.route_by_label(gaps, sdg_labels=sdg_labels(settings),
                                         pool_labels=set(pool["label"]))
     if engine != "failure_modes":
         routed = ROUTED_AT_RANDOM if engine == "random" else ROUTED_BY_LABELS
@@ -154,6 +154,12 @@ def previous_training(settings: RunSettings, n: int) -> tuple[pd.DataFrame, pd.D
             pd.read_csv(folder / f"train_combined_iter{n - 1}_provenance.csv", dtype=str, keep_default_na=False))
 
 
+def sdg_labels(settings: RunSettings) -> set[str]:
+    """deft.sdg.labels, or (null) every label the workspace has examples of (inputs/workspace.json)."""
+    datasets = fsutil.read_json(settings.run_dir / "inputs" / "workspace.json")["datasets"]
+    return sdg.routed_labels(settings.deft["sdg"]["labels"], datasets)
+
+
 def run_sdg(settings: RunSettings, n: int, out_rows: Path) -> None:
     started = time.time()
     lights, ext = lights_and_ext(settings)
@@ -170,11 +176,13 @@ def run_sdg(settings: RunSettings, n: int, out_rows: Path) -> None:
         slots = sdg.mode_slots(targets, failure_modes.read_modes(rca_dir)[0], oversample=cfg["oversample"] if verify else 1)
     else:
         slots = sdg.label_slots(targets, cfg["num_sdg"])
+    # the routed targets are KPI rows: their images are under the workspace's image root
     candidates = sdg.synthesize(targets, sources, source_images_dir=settings.run_images, lights=lights,
                                 image_ext=ext, run_images_root=settings.run_images, iteration=n,
-                                seed=settings.deft_seed + n, slots=slots)
+                                seed=settings.deft_seed + n, slots=slots, method=cfg["method"],
+                                procedural_labels=cfg["procedural_labels"], target_images_dir=settings.images_dir)
     details: dict[str, Any] = {"routed_by": "modes" if by_modes else "labels", "candidates": len(candidates)}
-    if verify and len(candidates):
+    if verify:
         candidates = _verified(settings, n, candidates, targets, rca_dir, out_dir, details)
     frames = [candidates]
     if _ingests_pregenerated(settings):
@@ -191,7 +199,13 @@ def run_sdg(settings: RunSettings, n: int, out_rows: Path) -> None:
 
 def _verified(settings: RunSettings, n: int, candidates: pd.DataFrame, targets: pd.DataFrame, rca_dir: Path,
               out_dir: Path, details: dict[str, Any]) -> pd.DataFrame:
-    """The candidates the current model does not already get right, one per mode quota; rejected images deleted."""
+    """The candidates the current model does not already get right, one per mode quota; rejected images
+    deleted. ``details`` gets the verification's counts, zeros when routing asked for no synthetic rows."""
+    quotas = _mode_quotas(targets)
+    if candidates.empty:
+        fsutil.write_csv(out_dir / "verify" / "rejected.csv", candidates.assign(reject_reason="", reject_detail=""))
+        details.update({"rejected": 0, "accepted": 0, "reject_reasons": {}, "quotas": quotas, "accepted_per_mode": {}})
+        return candidates
     lights, ext = lights_and_ext(settings)
     cfg = settings.deft["sdg"]
     best = fsutil.read_json(settings.run_dir / incumbent_before(settings, n) / "evaluate" / "best.json")
@@ -201,12 +215,11 @@ def _verified(settings: RunSettings, n: int, candidates: pd.DataFrame, targets: 
     fsutil.write_csv(candidates_csv, candidates)
     scored = backend.infer(ckpt, candidates_csv, settings.run_images, out_dir / "verify" / "candidates_scored.csv")
     backend.embed(ckpt, candidates_csv, settings.run_images, out_dir / "verify" / "candidates.npy")
-    scores = kpi.parse_scores(kpi.read_inference_csv(scored)[kpi.SCORE_COLUMN], source=str(scored))
+    scores = kpi.parse_scores(kpi_report.read_inference_csv(scored)[kpi.SCORE_COLUMN], source=str(scored))
     operating = fsutil.read_json(rca_dir / failure_modes.MODES_FILE)["operating"]
     rules = sdg.VerifyRules(pass_threshold=operating["kpi_threshold"], defect_threshold=operating["target_threshold"],
                             margin=cfg["reject_margin"], near_duplicate_cosine=cfg["near_duplicate_cosine"],
                             min_change=cfg["min_change"])
-    quotas = _mode_quotas(targets)
     accepted, rejected = sdg.verify(candidates, scores, np.load(out_dir / "verify" / "candidates.npy", allow_pickle=False),
                                     rules, quotas)
     sdg.delete_pairs(rejected, run_images_root=settings.run_images, lights=lights, image_ext=ext)
@@ -221,6 +234,8 @@ def _verified(settings: RunSettings, n: int, candidates: pd.DataFrame, targets: 
 
 def _mode_quotas(targets: pd.DataFrame) -> dict[str, int]:
     """{failure mode: rows} of routed mode targets (routing.mode_targets)."""
+    if targets.empty:
+        return {}
     return {str(k): int(v) for k, v in targets.drop_duplicates("failure_mode")
             .set_index("failure_mode")["mode_quota"].items()}
 

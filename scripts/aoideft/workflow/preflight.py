@@ -45,11 +45,13 @@ COST_CLASSES = {
 
 def _engine_lines(deft: dict) -> list[str]:
     if deft["engine"] == "tao":
-        return [f"engine tao: per-label weak rows, label routing, SDG {deft['sdg']['num_sdg']} pairs/iteration for "
-                f"{', '.join(deft['sdg']['labels'])} (unverified)"]
+        labels = deft["sdg"]["labels"]
+        return [f"engine tao: per-label weak rows, label routing, SDG {deft['sdg']['num_sdg']} pairs/iteration "
+                f"({deft['sdg']['method']}) for "
+                f"{', '.join(labels) if labels is not None else 'every label the workspace has'} (unverified)"]
     verify = "verified by the current model" if deft["sdg"]["verify"] else "unverified"
     return [f"engine failure_modes: failure modes (metadata lift + embedding clusters), rows routed by an integer "
-            f"program; SDG up to {deft['sdg']['num_sdg']} pairs/iteration, {verify}"]
+            f"program; SDG ({deft['sdg']['method']}) up to {deft['sdg']['num_sdg']} pairs/iteration, {verify}"]
 
 
 def check_profile_resources(resources: dict[str, dict[str, Any]]) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import fsutil, holdout, kpi
+from .. import fsutil, holdout, kpi, kpi_report
 from .deft_eval_jobs import kpi_halves
 from .settings import RunSettings
 
@@ -63,7 +63,7 @@ class Evaluated:
         """metrics.json of one row set (SETS), None when the evaluation has no such set."""
         if set_key not in self._metrics:
             folder = dict((key, sub) for key, _, sub in SETS)[set_key]
-            self._metrics[set_key] = maybe_json(self.run / self.best["evaluation_dir"] / folder / kpi.METRICS_FILE)
+            self._metrics[set_key] = maybe_json(self.run / self.best["evaluation_dir"] / folder / kpi_report.METRICS_FILE)
         return self._metrics[set_key]
 
     @cached_property

@@ -132,7 +132,7 @@ def iteration_sections(settings: RunSettings, labels: list[str], models: dict[st
         modes, summary, routed_in, routing = _failure_modes(settings, labels, label)
         facts = [(name, entries[(label, stage)]["summary"]) for stage, name in STAGE_FACTS if (label, stage) in entries]
         sdg_summary = maybe_json(settings.run_dir / label / "sdg" / "sdg_summary.json") or {}
-        if "rejected" in sdg_summary:
+        if "rejected" in sdg_summary and sdg_summary["candidates"]:  # verified, and there was something to verify
             reasons = ", ".join(f"{k} {v}" for k, v in sdg_summary["reject_reasons"].items())
             at = next((i + 1 for i, (name, _) in enumerate(facts) if name == "SDG"), len(facts))
             facts.insert(at, ("SDG verification", f"{sdg_summary['accepted']} of {sdg_summary['candidates']} candidates "

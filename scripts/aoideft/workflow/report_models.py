@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import holdout, kpi
+from .. import holdout, kpi, kpi_report
 from ..report import stats
 from .deft_common import lights_and_ext
 from .report_data import VALIDATION, Evaluated, maybe_json, same_rows, set_name
@@ -219,7 +219,7 @@ def missed_defects(settings: RunSettings, model: Evaluated, threshold: float) ->
     """The KPI defects the deploy threshold lets through, lowest score first, with their pictures."""
     is_defect, scores = model.kpi_scores
     point = kpi.operating_point_at_threshold(is_defect, scores, threshold)
-    missed = kpi.missed_defect_rows(model.kpi_frame, is_defect, scores, {"deploy": point})
+    missed = kpi_report.missed_defect_rows(model.kpi_frame, is_defect, scores, {"deploy": point})
     halves = np.where(model.held_out, "held-out", "targeting") if model.has_halves else np.full(len(scores), "whole")
     lights, ext = lights_and_ext(settings)
     metadata_columns = [c for c in model.kpi_frame.columns if c not in KEY_COLUMNS]
@@ -232,15 +232,15 @@ def missed_defects(settings: RunSettings, model: Evaluated, threshold: float) ->
                      "metadata": ", ".join(f"{c} {row[c]}" for c in metadata_columns if str(row[c]) != ""),
                      "pair": pair_images(settings.images_dir, row, lights, ext, caption)})
     return {"threshold": threshold, "rows": rows, "total": len(missed),
-            "file": f"{model.best['evaluation_dir']}/{kpi.MISSED_FILE} (operating point 'deployable')"}
+            "file": f"{model.best['evaluation_dir']}/{kpi_report.MISSED_FILE} (operating point 'deployable')"}
 
 
 def defect_types(model: Evaluated, threshold: float) -> list[dict[str, Any]]:
     """Per defect label of the KPI set: scores, and how many the deploy threshold catches (per half)."""
     is_defect, scores = model.kpi_scores
     labels = model.kpi_frame["label"]
-    whole = kpi.per_label_summary(labels, scores, {"deploy": threshold})
-    held = kpi.per_label_summary(labels[model.held_out], scores[model.held_out], {"deploy": threshold}) \
+    whole = kpi_report.per_label_summary(labels, scores, {"deploy": threshold})
+    held = kpi_report.per_label_summary(labels[model.held_out], scores[model.held_out], {"deploy": threshold}) \
         if model.has_halves and model.held_out.any() else None
     held_by_label = {} if held is None else {r["label"]: r for _, r in held.iterrows()}
     out = []

@@ -16,6 +16,9 @@ import base64
 import shutil
 from pathlib import Path
 
+from .. import state
+from .state_hooks import LOG_FILE, STATE_FILE
+
 
 def marked_outputs(run_dir: Path) -> list[Path]:
     """Outputs of jobs a previous run started and did not finish, written yet or not."""
@@ -36,8 +39,7 @@ def marked_outputs(run_dir: Path) -> list[Path]:
 def clear_incomplete_outputs(run_dir: Path) -> list[Path]:
     """Remove the outputs of unfinished jobs, unless a lock says a run may be live (Snakemake then
     refuses to start and says how to unlock). Returns what was removed."""
-    locks = run_dir / ".snakemake" / "locks"
-    if locks.is_dir() and any(locks.iterdir()):
+    if _maybe_live(run_dir):
         return []
     removed = [output for output in marked_outputs(run_dir) if output.exists() or output.is_symlink()]
     for output in removed:
@@ -46,3 +48,17 @@ def clear_incomplete_outputs(run_dir: Path) -> list[Path]:
         else:
             output.unlink()
     return removed
+
+
+def repair_state_log(run_dir: Path) -> bool:
+    """The log one commit behind the state after a kill is rewritten from it (``state.repair_log``),
+    unless a lock says a run may be live."""
+    if _maybe_live(run_dir):
+        return False
+    return state.repair_log(run_dir / STATE_FILE, run_dir / LOG_FILE)
+
+
+def _maybe_live(run_dir: Path) -> bool:
+    """A lock in the run directory: a run may be live (Snakemake refuses to start and says how to unlock)."""
+    locks = run_dir / ".snakemake" / "locks"
+    return locks.is_dir() and any(locks.iterdir())

@@ -35,7 +35,7 @@ def state_config(settings: RunSettings) -> dict[str, Any]:
         "num_epochs": cfg["automl"]["pinned"].get("train.num_epochs"),
         "retrain_epochs": cfg["deft"]["retrain_epochs"],
         "num_gpus": cfg["resources"]["gpu"]["gpu"],
-        "sdg": {"engine": "procedural", "num_SDG": cfg["deft"]["sdg"]["num_sdg"],
+        "sdg": {"engine": cfg["deft"]["sdg"]["method"], "num_SDG": cfg["deft"]["sdg"]["num_sdg"],
                 "labels": cfg["deft"]["sdg"]["labels"]},
         "mining_filter": {
             "top_k_per_target": cfg["deft"]["mining"]["top_k_per_target"],
