@@ -32,4 +32,5 @@ def workspace_spec(workspace: Path, **overrides) -> dict:
 
 def machine() -> str:
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{platform.node()}: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, {device}, torch {torch.__version__}"
+    return (f"{platform.node()}: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+            f"{device}, torch {torch.__version__}")

@@ -24,14 +24,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine  # noqa: E402
-from deft_ablation import snakemake  # noqa: E402
-
 from aoideft.demo.tiny import tiny_config  # noqa: E402
 from aoideft.demo.workspace import DemoConfig, generate_workspace  # noqa: E402
+from deft_ablation import snakemake  # noqa: E402
 
 SKIPPED_TOP = {".snakemake", "logs", "benchmarks", "images", "cache"}
-WALL_CLOCK = {"ts", "started_at", "checked_at", "duration_sec", "seconds", "train_seconds", "decode_seconds", "decode_cache", "pairs_per_second",
-              "checkpoint_sha256"}
+WALL_CLOCK = {"ts", "started_at", "checked_at", "duration_sec", "seconds", "train_seconds", "decode_seconds", "decode_cache",
+              "pairs_per_second", "checkpoint_sha256"}
 
 
 def numbers(value, prefix=""):

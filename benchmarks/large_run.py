@@ -29,9 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from orchestration import overhead  # noqa: E402
-
 from aoideft.demo.workspace import DemoConfig, generate_workspace  # noqa: E402
+from orchestration import overhead  # noqa: E402
 
 TRAINING_KINDS = ("rec", "train")  # automl trials (rec<k>) and DEFT retrains (iter<N>/train)
 

@@ -105,7 +105,8 @@ def analyse_run(run: Path, soup: bool) -> dict:
         target = [figures[label]["held_out_far_pct"] for label in labels]
         chosen = min(range(len(labels)), key=lambda i: (ranked[i], i))
         metrics[name] = {"spearman_held_out_far": _spearman(ranked, target),
-                         "spearman_held_out_far_99_9": _spearman(ranked, [figures[label]["held_out_far_99_9"] for label in labels]),
+                         "spearman_held_out_far_99_9": _spearman(ranked, [figures[label]["held_out_far_99_9"]
+                                                                          for label in labels]),
                          "picks": labels[chosen], "regret_pp": target[chosen] - min(target)}
 
     combined = {"incumbent": {"model": summary["best"]["iteration"], **figures[summary["best"]["iteration"]]},
@@ -114,7 +115,8 @@ def analyse_run(run: Path, soup: bool) -> dict:
     ensemble_val = np.mean([_scores(frames[label][0])[1] for label in loop], axis=0)
     ensemble_kpi = np.mean([_scores(frames[label][1])[1] for label in loop], axis=0)
     combined["ensemble"] = {"model": f"mean score of {', '.join(loop)}",
-                            **_figures(validation.assign(siamese_score=ensemble_val), held_kpi.assign(siamese_score=ensemble_kpi))}
+                            **_figures(validation.assign(siamese_score=ensemble_val),
+                                       held_kpi.assign(siamese_score=ensemble_kpi))}
     if soup and len(loop) > 1:
         state = _json(run / "deft_state.json")["config"]
         final_csv = run / summary["final_training_csv"]

@@ -19,8 +19,9 @@ positions of a seeded permutation): RCA takes the weak rows of the first half (T
 and ``--rows`` synthetic pairs are drawn for them by each SDG arm (``transplant``, ``procedural``,
 ``auto`` = the default split: procedural for PASS and the SMT labels, transplant for the rest, and
 ``auto_transplant_pass``: the same with transplanted PASS variants) from the base training rows,
-TAO's label allocation, unverified; each arm (``none`` = no synthetic rows) retrains warm-started from the baseline for ``--retrain-epochs`` on base + its rows, and is
-scored on the held-out second half only (the rows RCA saw are never scored).
+TAO's label allocation, unverified; each arm (``none`` = no synthetic rows) retrains warm-started
+from the baseline for ``--retrain-epochs`` on base + its rows, and is scored on the held-out second
+half only (the rows RCA saw are never scored).
 
 Everything runs on one device (``--device``, default CPU); finished runs in ``--work-dir`` are reused.
 """

@@ -20,9 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import demo_workspace, machine  # noqa: E402
-from deft_ablation import snakemake  # noqa: E402
-
 from aoideft.workflow.gpu_slots import parse_placement  # noqa: E402
+from deft_ablation import snakemake  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

@@ -52,8 +52,8 @@ if workflow.is_main_process and not _preflight.inspection_command(sys.argv):
         for _path in _resume.clear_incomplete_outputs(RUN.run_dir):
             print(f"resume: removed {_path}, left by a job a killed run did not finish", file=sys.stderr)
         if _resume.repair_state_log(RUN.run_dir):
-            print("resume: loop_log.jsonl rewritten from deft_state.json (a kill came between their writes)",
-                  file=sys.stderr)
+            _repaired = "loop_log.jsonl rewritten from deft_state.json (a kill came between their writes)"
+            print(f"resume: {_repaired}", file=sys.stderr)
 
 
 workdir: str(RUN.run_dir)

@@ -39,11 +39,11 @@ window.addEventListener("load", () => {
   const root = document.documentElement;
   result.page = {scroll_width: root.scrollWidth, client_width: root.clientWidth, height: root.scrollHeight};
   const out = document.createElement("pre");
-  out.id = "%s";
+  out.id = "{RESULT_ID}";
   out.textContent = JSON.stringify(result);
   document.body.appendChild(out);
 });
-</script>""" % RESULT_ID
+</script>""".replace("{RESULT_ID}", RESULT_ID)
 
 
 def find_browser() -> str | None:

@@ -230,7 +230,8 @@ CASES = [
     ("pinned batch size 1", _config(**{"automl.pinned": {"dataset.classify.batch_size": 1}}),
      r"baseline_spec\.yaml with config automl\.pinned: spec key 'dataset\.classify\.batch_size' must be at least 2"),
     ("KPI pair copied into training under other paths", _kpi_copy_in_training,
-     r"hard stop: train and kpi .* 1 image pair\(s\) are in both under other paths \(byte-identical.*train CSV .* row 61 \(train/copies/input_path/.*= kpi CSV .* row 3 \("),
+     r"hard stop: train and kpi .* 1 image pair\(s\) are in both under other paths \(byte-identical"
+     r".*train CSV .* row 61 \(train/copies/input_path/.*= kpi CSV .* row 3 \("),
     ("one pair twice in training with two labels", _training_pair_twice_other_label,
      r"train CSV \(.*training_set\.csv\): rows 5 and 61 hold byte-identical image pairs .* conflicting labels"),
     ("two label columns", _two_label_columns,

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import math
-import pickle
 import os
+import pickle
 import signal
 import subprocess
 import time

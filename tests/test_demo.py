@@ -149,7 +149,9 @@ def test_default_plan_puts_half_the_kpi_gap_rate_into_validation(kind):
 
     for gap in config.world.gaps:
         field = {"label": "label", "comp_type_1": "comp_type", "nuisance": "nuisance"}[gap.column]
-        predicate = lambda p, g=gap, f=field: getattr(p, f) == g.value
+        def predicate(p, g=gap, f=field):
+            return getattr(p, f) == g.value
+
         among = gap.column == "label"
         kpi, val = share("kpi", predicate, among), share("val", predicate, among)
         assert share("train", predicate, among) == 0

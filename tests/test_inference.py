@@ -144,7 +144,9 @@ def test_phase_alignment_registers_goldens_once_per_csv_and_the_checkpoint_carri
     assert raw.shifts is None and torch.equal(registered.test, raw.test)
     assert torch.allclose(registered.shifts, torch.tensor([[1.5, -1.0], [0.0, 0.0], [-2.0, 0.5]]), atol=0.1)
     inner = (Ellipsis, slice(4, -4), slice(4, -4))
-    error = lambda pairs: (pairs.golden.float() - pairs.test.float())[inner].abs().mean()
+    def error(pairs):
+        return (pairs.golden.float() - pairs.test.float())[inner].abs().mean()
+
     assert error(registered) < 0.3 * error(raw)
     # inference rebuilds the arch from the checkpoint, so it registers the goldens the same way
     torch.manual_seed(0)

@@ -86,7 +86,9 @@ def test_the_trainer_registers_by_default_within_a_quarter_of_small_images(tmp_p
 
 def test_blur_matching_blurs_the_sharper_image_only_when_focus_differs():
     scene = _scenes(3, size=64, seed=4)
-    noise = lambda seed: 2.0 * torch.randn(scene.shape, generator=torch.Generator().manual_seed(seed))
+    def noise(seed):
+        return 2.0 * torch.randn(scene.shape, generator=torch.Generator().manual_seed(seed))
+
     defocused = registration.gaussian_blur(scene, 0.6)
     golden = torch.cat([defocused[:1], scene[1:2], scene[2:]]) + noise(1)  # golden blurrier / test blurrier / same
     test = torch.cat([scene[:1], defocused[1:2], scene[2:]]) + noise(2)

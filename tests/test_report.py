@@ -316,7 +316,7 @@ def test_line_chart_error_bars_hollow_points_labels_gaps_and_thinning():
     many = str(charts.svg_line_chart([{"label": "a", "x": list(range(5000)), "y": list(range(5000))}],
                                      title="c", x_label="x", y_label="y"))
     assert len(re.search(r'points="([^"]*)"', many).group(1).split()) == charts.MAX_CURVE_POINTS
-    wide = str(charts.svg_line_chart([{"label": "a long legend entry %d" % i, "y": [1.0]} for i in range(8)],
+    wide = str(charts.svg_line_chart([{"label": f"a long legend entry {i}", "y": [1.0]} for i in range(8)],
                                      title="c", x_label="x", y_label="y", x_categories=["i1"], width=400))
     assert re.search(r'viewBox="0 0 400 (\d+)"', wide).group(1) != "330"  # the legend wrapped onto more rows
 

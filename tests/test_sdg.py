@@ -113,7 +113,9 @@ def test_synthesis_is_deterministic_in_seed_and_iteration(training, tmp_path):
     second = run_synthesize(training, tmp_path / "b")
     run_synthesize(training, tmp_path / "c", seed=4)
     assert first.equals(second)
-    files = lambda root: {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob(f"*{EXT}"))}
+    def files(root):
+        return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob(f"*{EXT}"))}
+
     assert files(tmp_path / "a") == files(tmp_path / "b")
     assert files(tmp_path / "a") != files(tmp_path / "c")
 
@@ -213,7 +215,7 @@ def make_pregenerated(root, names_labels, *, skip=()):
             for folder in ("reconstructed_image", "original_image"):
                 if (name, light, folder) not in skip:
                     write_png(root / folder / f"{name}_{light}{EXT}", golden_array(light))
-    pd.DataFrame({"object_name": [n for n, _ in names_labels], "label": [l for _, l in names_labels],
+    pd.DataFrame({"object_name": [n for n, _ in names_labels], "label": [label for _, label in names_labels],
                   "comp_type_1": "CAP"}).to_csv(root / "manifest.csv", index=False)
 
 
@@ -231,7 +233,8 @@ def test_ingest_pairs_by_stem_and_skips_history_and_incomplete_sets(tmp_path):
     assert report["incomplete"] == {"b": [f"reconstructed_image/b_UniformLight{EXT}"]}
     assert report["unlisted"] == ["stray_SolderLight"]
     row = rows.iloc[0]
-    assert (row.input_path, row.golden_path, row.comp_type_1, row.sdg_method) == ("sdg/iter1/test", "sdg/iter1/golden", "CAP", "pregenerated")
+    assert (row.input_path, row.golden_path, row.comp_type_1, row.sdg_method) == (
+        "sdg/iter1/test", "sdg/iter1/golden", "CAP", "pregenerated")
     for light in LIGHTS:
         assert csvdata.image_file(root, "sdg/iter1/test", "a", light, EXT).read_bytes() == \
             (synthetic / "reconstructed_image" / f"a_{light}{EXT}").read_bytes()

@@ -131,8 +131,12 @@ def test_synthesize_transplants_any_label_and_falls_back_to_procedural(workspace
         recipient = row.sdg_source.rsplit("/", 1)[1]
         assert recipient in {"t0", "t1", "t2", "t3"}  # a PASS pair takes the defect
         for light in LIGHTS:
-            out = lambda rel: csvdata.image_file(root, rel, row.object_name, light, EXT)
-            source = lambda rel: csvdata.image_file(images, rel, recipient, light, EXT)
+            def out(rel, row=row, light=light):
+                return csvdata.image_file(root, rel, row.object_name, light, EXT)
+
+            def source(rel, recipient=recipient, light=light):
+                return csvdata.image_file(images, rel, recipient, light, EXT)
+
             assert out(row.golden_path).read_bytes() == source("train/golden").read_bytes()
             changed = np.abs(sdg_images.load_image(out(row.input_path))[0] - sdg_images.load_image(source("train/test"))[0])
             assert 30 < changed.max() and (changed.mean(axis=2) > 10).mean() < 0.05  # a local change only
@@ -156,8 +160,9 @@ def test_methods_labels_and_missing_target_images(workspace, tmp_path):
 
 
 def test_the_config_schema_defaults_are_the_librarys():
-    import yaml
     from pathlib import Path
+
+    import yaml
 
     schema = yaml.safe_load((Path(__file__).parents[1] / "config/schemas/config.schema.yaml").read_text())
     options = schema["properties"]["deft"]["properties"]["sdg"]["properties"]

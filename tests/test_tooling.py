@@ -45,8 +45,8 @@ def test_local_version_labels_are_dropped_and_the_environment_is_derived_from_th
 
 
 MYPY_OUTPUT = """\
-scripts/aoideft/a.py:10: error: Incompatible types in assignment (expression has type "int", variable has type "str")  [assignment]
-scripts/aoideft/a.py:20:5: error: Incompatible types in assignment (expression has type "int", variable has type "str")  [assignment]
+scripts/aoideft/a.py:10: error: Incompatible types in assignment (expression has type "int", variable has type "str")  [x]
+scripts/aoideft/a.py:20:5: error: Incompatible types in assignment (expression has type "int", variable has type "str")  [x]
 scripts/aoideft/a.py:21: note: See https://mypy.readthedocs.io
 scripts/aoideft/b.py:3: error: Name "x" is not defined  [name-defined]
 Found 3 errors in 2 files (checked 2 source files)
@@ -55,7 +55,7 @@ Found 3 errors in 2 files (checked 2 source files)
 
 def test_the_mypy_baseline_ignores_line_numbers_and_counts_repeats():
     current = mypy_baseline.normalise(MYPY_OUTPUT)
-    assigned = 'scripts/aoideft/a.py: [assignment] Incompatible types in assignment (expression has type "int", ' \
+    assigned = 'scripts/aoideft/a.py: [x] Incompatible types in assignment (expression has type "int", ' \
                'variable has type "str")'
     assert current == Counter({assigned: 2, 'scripts/aoideft/b.py: [name-defined] Name "x" is not defined': 1})
     # The same errors on other lines: nothing new, nothing fixed.

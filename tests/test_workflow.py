@@ -13,7 +13,6 @@ import yaml
 from aoideft import checkpoint, state
 from conftest import REPO, run_snakemake, tiny_config
 
-
 # The row budget: a share of the base training set's rows per iteration (the tiny config's), half of it
 # held for hard examples (the schema's default).
 HARD_SHARE = yaml.safe_load((REPO / "config" / "schemas" / "config.schema.yaml").read_text())[
@@ -91,7 +90,8 @@ def test_the_failure_mode_engine_ran_every_stage_within_its_budgets(tiny_run):
         assert len(hard) == budget - plan["sdg_rows"] - plan["pregenerated_reserved"] - len(neighbours)
         assert (hard["weakness"].astype(float).diff().dropna() <= 0).all()
         added = state.read_state(run / "deft_state.json")["iterations"][f"iter{n}"]["rows_added_by_source"]
-        assert sum(sum(labels.values()) for labels in added.values()) == len(mined) + len(accepted) + plan["pregenerated_reserved"]
+        added_rows = sum(sum(labels.values()) for labels in added.values())
+        assert added_rows == len(mined) + len(accepted) + plan["pregenerated_reserved"]
         assert set(added) <= {"sdg", "mined_neighbour", "mined_hard_example"}
     embeddings = read_json(run / "iter1/embeddings/embeddings.json")
     assert len(embeddings["checkpoint_sha256"]) == 64
@@ -345,7 +345,8 @@ def test_the_tao_style_engine_runs_the_same_stages(tiny_run, tmp_path):
     decision = read_json(run / "iter1/decision.json")
     assert decision["accepted"] and decision["gate"] is None
     best_model = read_json(run / "best_model.json")
-    farthest = {label: read_json(run / label / "evaluate/best.json")["far_pct"] for label in ("baseline", "iter1", "final_automl")}
+    farthest = {label: read_json(run / label / "evaluate/best.json")["far_pct"]
+                for label in ("baseline", "iter1", "final_automl")}
     assert best_model["far_pct"] == min(farthest.values()) and best_model["selection_basis"] == "kpi"
     assert best_model["deploy_threshold"] == best_model["threshold"]
     assert "KPI holdout OFF" in proc.stdout + proc.stderr  # the parse-time pre-flight says which is on

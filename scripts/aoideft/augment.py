@@ -15,7 +15,7 @@ jitter (brightness, contrast, saturation, hue; one ``color_probability`` draw de
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F

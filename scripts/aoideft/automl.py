@@ -63,11 +63,12 @@ import random
 import re
 import sys
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from itertools import product
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from aoideft import fsutil
 from aoideft.errors import InputError

@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -138,7 +138,9 @@ def predict(
                     logits.append(model.head(embedding).float().cpu())
         if progress is not None:
             progress.advance(len(batch_golden))
-    as_tensor = lambda chunks, width: torch.cat(chunks) if chunks else torch.empty(0, width)
+    def as_tensor(chunks: list[torch.Tensor], width: int) -> torch.Tensor:
+        return torch.cat(chunks) if chunks else torch.empty(0, width)
+
     if output == "logits":
         return as_tensor(logits, 2)
     if output == "embedding":

@@ -17,10 +17,25 @@ import pandas as pd
 from aoideft import fsutil
 from aoideft.csvdata import PASS_LABEL, read_text_csv
 from aoideft.errors import InputError
-from aoideft.kpi import (DEFAULT_BOOTSTRAP, INTERVAL_RECALLS, KPI_RECALL, RELAXED_RECALLS, SCORE_COLUMN,
-                         OperatingPoint, auroc, bootstrap_far_interval, bootstrap_resamples, checked_arrays,
-                         defect_mask, flagged, operating_point_at_threshold, parse_scores, require_both_classes,
-                         selection_score, threshold_sweep)
+from aoideft.kpi import (
+    DEFAULT_BOOTSTRAP,
+    INTERVAL_RECALLS,
+    KPI_RECALL,
+    RELAXED_RECALLS,
+    SCORE_COLUMN,
+    OperatingPoint,
+    auroc,
+    bootstrap_far_interval,
+    bootstrap_resamples,
+    checked_arrays,
+    defect_mask,
+    flagged,
+    operating_point_at_threshold,
+    parse_scores,
+    require_both_classes,
+    selection_score,
+    threshold_sweep,
+)
 
 METRICS_FILE = "metrics.json"
 TABLE_FILE = "recall_far.csv"

@@ -37,10 +37,11 @@ import json
 import math
 import re
 import sys
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from aoideft import fsutil
 from aoideft.errors import InputError
@@ -74,7 +75,7 @@ def iteration_label(n: int) -> str:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
 def kpi_target_text(target_far_pct: float) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+
 import pandas as pd
 
 from aoideft import csvdata, fsutil
@@ -125,7 +126,8 @@ def _carried_provenance(previous: pd.DataFrame, previous_provenance: pd.DataFram
     if previous_provenance is None:
         raise ValueError("assemble on a previous combined CSV needs its provenance (previous_provenance=...)")
     keys = csvdata.row_key(previous)
-    if len(previous_provenance) != len(previous) or not (previous_provenance["key"].astype(str).to_numpy() == keys.to_numpy()).all():
+    same_keys = (previous_provenance["key"].astype(str).to_numpy() == keys.to_numpy()).all()
+    if len(previous_provenance) != len(previous) or not same_keys:
         raise InputError("the previous combined CSV and its provenance CSV do not list the same rows in the same order; "
                          "re-run the previous iteration's assemble stage.")
     source = previous_provenance["source"].astype(str)

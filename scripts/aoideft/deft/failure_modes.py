@@ -14,10 +14,10 @@ over-represented among a side's weak rows compared with all KPI rows of that cla
 ``min_lift``, at least ``min_failures`` rows, and a one-sided hypergeometric p-value < ``max_p``
 after a Bonferroni adjustment for the number of values tried.
 Modes are taken greedily, best weighted relative accuracy first (share of the side's unassigned
-weak rows minus share of the class), so every weak row belongs to one mode. Rows no metadata value explains are clustered in the current model's
-embedding space (k-means on unit vectors, k of best silhouette; no clusters when no k reaches a
-silhouette of 0.25); clusters smaller than ``min_failures`` and rows without embeddings form one
-residual mode per side.
+weak rows minus share of the class), so every weak row belongs to one mode. Rows no metadata value
+explains are clustered in the current model's embedding space (k-means on unit vectors, k of best
+silhouette; no clusters when no k reaches a silhouette of 0.25); clusters smaller than
+``min_failures`` and rows without embeddings form one residual mode per side.
 
 A mode's ``share`` is its fraction of the side's weak rows (``false_alarm_share`` or
 ``missed_share``); its routing ``weight`` is that share halved when both sides have weak rows, so

@@ -19,9 +19,9 @@ history keys must use the same convention (the raw CSV paths, before any ``pool/
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Collection
 
 import numpy as np
 import pandas as pd
@@ -159,11 +159,13 @@ def mine(
         if label_aware:
             of_label = (pool["label"] == label).to_numpy()
             if not of_label.any():
-                warnings.append(f"target label {label}: the mining pool has no rows of this label ({len(members)} target(s) unserved).")
+                warnings.append(f"target label {label}: the mining pool has no rows of this label "
+                                f"({len(members)} target(s) unserved).")
                 continue
             valid = eligible & of_label
             if not valid.any():
-                warnings.append(f"target label {label}: all {int(of_label.sum())} pool rows of this label were mined before or are excluded.")
+                warnings.append(f"target label {label}: all {int(of_label.sum())} pool rows of this label were mined "
+                                "before or are excluded.")
                 continue
         idx, sims = cosine_topk(target_emb[members], pool_emb, top_k_per_target, batch_size, valid=valid)
         for row, member in enumerate(members):
@@ -182,7 +184,8 @@ def mine(
 
     previous_yield = _previous_yield(history)
     if previous_yield and len(rows) < YIELD_DROP_WARN_FRACTION * previous_yield:
-        warnings.append(f"mining yield dropped to {len(rows)} row(s) from {previous_yield} in the previous iteration (> 50% drop).")
+        warnings.append(f"mining yield dropped to {len(rows)} row(s) from {previous_yield} in the previous iteration "
+                        "(> 50% drop).")
     above_floor = sum(c[2] >= min_similarity for c in candidates)
     reason = None
     if rows.empty:

@@ -121,7 +121,8 @@ def analyse(
     empty = RcaResult(*_empty_frames(frame), operating_point=op, lights=tuple(lights),
                       top_k_per_label=top_k_per_label, unscored_rows=unscored)
     if not scored.any() or not np.isfinite(op.threshold):
-        return replace(empty, operating_point=None, unreachable_reason=f"no row has a finite {SCORE_COLUMN}, so there is no threshold.")
+        return replace(empty, operating_point=None,
+                       unreachable_reason=f"no row has a finite {SCORE_COLUMN}, so there is no threshold.")
     if op.recall < MIN_RECALL:
         return replace(empty, unreachable_reason=f"the best operating point reaches recall {op.recall:.4f} < {MIN_RECALL}.")
 

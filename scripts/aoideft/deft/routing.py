@@ -8,9 +8,9 @@ A joint strategy (e.g. a budgeted ILP over failure-mode groups) replaces the str
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Collection
 
 import pandas as pd
 

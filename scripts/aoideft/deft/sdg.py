@@ -17,9 +17,9 @@ pre-generated pairs (sdg_ingest.py) are the same for both.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Collection, Sequence
 
 import numpy as np
 import pandas as pd
@@ -84,7 +84,8 @@ def split_budget(counts: dict[str, int], num_sdg: int) -> dict[str, int]:
     for label in by_remainder[: num_sdg - sum(alloc.values())]:
         alloc[label] += 1
     for label in [label for label in labels if alloc[label] == 0]:
-        donor = max((l for l in labels if alloc[l] > 1), key=lambda l: (alloc[l] - quotas[l], -labels.index(l)))
+        donor = max((label for label in labels if alloc[label] > 1),
+                    key=lambda label: (alloc[label] - quotas[label], -labels.index(label)))
         alloc[donor] -= 1
         alloc[label] = 1
     return alloc
@@ -400,7 +401,8 @@ def _target_slots(targets: pd.DataFrame, budget: dict[str, int]) -> list[pd.Seri
 
 def _load_golden(path: Path, source_key: str) -> tuple[np.ndarray, str]:
     if not path.is_file():
-        raise InputError(f"SDG source golden image {path} (training row {source_key}) does not exist; fix the training CSV or the images.")
+        raise InputError(f"SDG source golden image {path} (training row {source_key}) does not exist; fix the training "
+                         "CSV or the images.")
     return load_image(path)
 
 
@@ -412,8 +414,11 @@ def write_sdg_manifest(rows: pd.DataFrame, out_dir: str | Path, *, details: dict
     """``sdg_rows.csv`` and ``sdg_summary.json`` (per-label and per-method counts, + ``details``)."""
     out = Path(out_dir)
     fsutil.write_csv(out / "sdg_rows.csv", rows)
-    counts = lambda column: ({str(k): int(v) for k, v in rows[column].value_counts().sort_index().items()}
-                             if column in rows.columns else {})
+    def counts(column: str) -> dict[str, int]:
+        if column not in rows.columns:
+            return {}
+        return {str(k): int(v) for k, v in rows[column].value_counts().sort_index().items()}
+
     summary = {
         "total": len(rows),
         "per_label": counts("label"),

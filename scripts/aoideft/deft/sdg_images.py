@@ -4,14 +4,13 @@ written in the workspace's format; soft shapes (ellipse, stroke), blending, past
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image
 
 from aoideft.decode_cache import eight_bit
-
 from aoideft.errors import InputError
 
 

@@ -5,8 +5,8 @@ into the iteration's SDG folders once each (history: what earlier iterations ing
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from pathlib import Path
-from typing import Collection
 
 import pandas as pd
 

@@ -13,8 +13,8 @@ Labels without a dedicated operation get a generic anomaly (``operation_for``).
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -143,7 +143,8 @@ def _bridge_ends(guide: np.ndarray, rng, scale) -> tuple[tuple[float, float], tu
     ys, xs = ys[far], xs[far]
     samples = np.linspace(0.2, 0.8, 7)
     gap = np.array([
-        smooth[int(y), int(x)] - smooth[(start[0] + samples * (y - start[0])).astype(int), (start[1] + samples * (x - start[1])).astype(int)].mean()
+        smooth[int(y), int(x)]
+        - smooth[(start[0] + samples * (y - start[0])).astype(int), (start[1] + samples * (x - start[1])).astype(int)].mean()
         for y, x in zip(ys, xs)
     ])
     best = np.flatnonzero(gap >= np.percentile(gap, 90))
@@ -213,7 +214,9 @@ def _plan_skew(rng, guide, scale):
 
 def _apply_skew(image, params, specular, seed):
     y0, y1, x0, x1 = params["box"]
-    rotate = lambda plane: plane.rotate(params["angle"], resample=Image.Resampling.BILINEAR)
+    def rotate(plane: Image.Image) -> Image.Image:
+        return plane.rotate(params["angle"], resample=Image.Resampling.BILINEAR)
+
     rotated = transform_planes(image[y0:y1, x0:x1], rotate)
     alpha = transform_planes(np.ones((y1 - y0, x1 - x0, 1), np.float32), rotate)[..., 0]
     return paste(_with_box_cleared(image, params["box"], seed), rotated, y0, x0, alpha)
@@ -309,8 +312,8 @@ def _plan_nuisance(rng, guide, scale):
         "gamma": float(rng.uniform(0.95, 1.05)),
         "noise": float(rng.uniform(0.5, 3.0)),
         "jpeg_quality": int(rng.integers(70, 91)) if rng.random() < 0.5 else None,
-        "dust": [((rng.uniform(0, height), rng.uniform(0, width)), rng.uniform(0.5, 1.2), rng.choice([-1, 1]) * rng.uniform(20, 50))
-                 for _ in range(int(rng.integers(0, 4)))],
+        "dust": [((rng.uniform(0, height), rng.uniform(0, width)), rng.uniform(0.5, 1.2),
+                  rng.choice([-1, 1]) * rng.uniform(20, 50)) for _ in range(int(rng.integers(0, 4)))],
     }
 
 

@@ -20,9 +20,9 @@ Everything is in pixels of the images as stored; arrays are float32 H x W x C in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -248,8 +248,9 @@ def measure_nuisance(pair: Pair) -> Nuisance:
 
     def leftover(sigma: float, smooth: float) -> float:
         """Mean squared test - gain x golden, the sharper of the two blurred by |sigma|, both by ``smooth``."""
-        return float(np.mean([np.square(_blurred(_blurred(t, -sigma), smooth) - gain * _blurred(_blurred(g, sigma), smooth))[inner].mean()
-                              for g, t, gain in zip(golden, pair.test, gains)]))
+        return float(np.mean([
+            np.square(_blurred(_blurred(t, -sigma), smooth) - gain * _blurred(_blurred(g, sigma), smooth))[inner].mean()
+            for g, t, gain in zip(golden, pair.test, gains)]))
 
     sigma = float(BLUR_SIGMAS[int(np.argmin([leftover(sigma, PRE_SMOOTH) for sigma in BLUR_SIGMAS]))])
     return Nuisance(shift, tuple(gains), sigma, float(np.sqrt(leftover(sigma, 0.0))))

@@ -4,11 +4,12 @@ Defects change the *scene* (part placement, presence, orientation, tombstone lif
 bridges, surface damage), so every light renders them consistently. Each has a severity knob in
 0..1: 0 is the smallest deviation the demo calls a defect, clearly beyond what PASS tolerates and
 visible at 64 px (INSUFFICIENT_SOLDER and SURFACE_ANOMALY stay subtle: a thinner fillet or a faint
-stain, which is why the default demo leaves them out), 1 is gross. PASS variation is what a real line shows between a golden and a good test image and
-what makes a template-difference detector raise false alarms: misregistration and small rotation of
-the test image, tolerated placement and solder-volume variation, per-light gain/gamma drift, sensor
-noise, low-quality JPEG, dust/flux specks and second-source parts (an approved alternate part whose
-body colour and marking differ from the golden's). Every row gets a mild dose of all of them and one
+stain, which is why the default demo leaves them out), 1 is gross. PASS variation is what a real
+line shows between a golden and a good test image and what makes a template-difference detector
+raise false alarms: misregistration and small rotation of the test image, tolerated placement and
+solder-volume variation, per-light gain/gamma drift, sensor noise, low-quality JPEG, dust/flux specks
+and second-source parts (an approved alternate part whose body colour and marking differ from the
+golden's). Every row gets a mild dose of all of them and one
 ``NUISANCE_MODES`` entry at full strength (also on defect rows, so a nuisance never implies PASS).
 Golden misregistration (``draw_nuisance(misregistration_px=...)``) shifts every golden image by up to
 that many pixels, with mild gain and blur: the misregistered variant of a workspace.
@@ -17,8 +18,8 @@ that many pixels, with mild gain and blur: the misregistered variant of a worksp
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import numpy as np
 

@@ -21,8 +21,8 @@ specularity and height, shades them per light and box-filters down (anti-aliasin
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -484,7 +484,9 @@ class Canvas:
             gx, gy = c * ox + s * oy, -s * ox + c * oy
             lo_x, hi_x = min(lo_x, gx - r), max(hi_x, gx + r)
             lo_y, hi_y = min(lo_y, gy - r), max(hi_y, gy + r)
-        to_px = lambda value: (value + REFERENCE_SIZE / 2) / self.unit
+        def to_px(value: float) -> float:
+            return (value + REFERENCE_SIZE / 2) / self.unit
+
         c0, c1 = max(int(to_px(lo_x)), 0), min(int(math.ceil(to_px(hi_x))), self.n)
         r0, r1 = max(int(to_px(lo_y)), 0), min(int(math.ceil(to_px(hi_y))), self.n)
         if c0 >= c1 or r0 >= r1:
@@ -534,7 +536,9 @@ def _draw_board(canvas: Canvas, board: Board, footprint: Footprint) -> None:
     weave = np.sin(x * k + phase_x) * np.sin(y * k + phase_y)
     grain = _value_noise(x, y, board.grain, 1.3)
     shade = 1 + 0.07 * _value_noise(x, y, board.thickness, 11.0) + 0.05 * grain + 0.04 * weave
-    upsample = lambda a: a.repeat(SUPERSAMPLE, 1).repeat(SUPERSAMPLE, 2)
+    def upsample(a: np.ndarray) -> np.ndarray:
+        return a.repeat(SUPERSAMPLE, 1).repeat(SUPERSAMPLE, 2)
+
     shade = upsample(shade)
     for plane, value in zip((_RED, _GREEN, _BLUE), board.mask):
         np.multiply(shade, value, out=canvas.surf[plane])

@@ -9,8 +9,9 @@ DEFT engine is developed against two generators that have nothing but the data c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -11,8 +11,9 @@ values span more than ``LOG_RATIO`` and score axes are logit (``LogitScale``: 0.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 from markupsafe import Markup, escape

@@ -80,7 +80,8 @@ def route(settings: RunSettings, n: int, out_summary: Path) -> None:
                        f"from {incumbent}: {len(result.sdg)} to SDG, {len(result.mining)} to mining, "
                        f"{len(result.dropped)} dropped, budget {plan['budget_rows']} rows "
                        f"(routed by {plan['routed_by']}{'; ' + plan['message'] if plan['message'] else ''})",
-                       fields={f"routing_{k}_parquet": str((out_summary.parent / f"routing_{k}.parquet").relative_to(settings.run_dir))
+                       fields={f"routing_{k}_parquet": str((out_summary.parent / f"routing_{k}.parquet")
+                                                               .relative_to(settings.run_dir))
                                for k in ("sdg", "mining", "dropped")},
                        state_updates={"current_iteration": n})
 

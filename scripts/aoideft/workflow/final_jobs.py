@@ -8,7 +8,6 @@ FAR of all phases, at the threshold chosen on the KPI set."""
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import Any
 
 from .. import fsutil, spec as tao_spec, state

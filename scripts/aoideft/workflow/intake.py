@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .. import fsutil
@@ -65,7 +65,7 @@ def workspace_ready(settings: RunSettings, record_path: Path) -> None:
         record_path,
         {
             "workspace": str(settings.workspace),
-            "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "lights": list(report.lights),
             "image_ext": report.image_ext,
             "datasets": report.dataset_table(),

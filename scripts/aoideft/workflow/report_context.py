@@ -9,7 +9,7 @@ detail) and ``report_loop`` (training data, gate, iterations, trials, stage time
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,7 @@ def build_context(settings: RunSettings) -> dict[str, Any]:
     header = {
         "title": "DEFT loop report",
         "run_dir": str(run),
-        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "kpi_target": settings.kpi_target,
         "iterations_run": len([label for label in labels if label != "baseline"]),
         "max_iterations": settings.deft["max_iterations"],
