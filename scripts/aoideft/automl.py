@@ -68,7 +68,7 @@ from dataclasses import dataclass
 from importlib import resources
 from itertools import product
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from aoideft import fsutil
 from aoideft.errors import InputError
@@ -119,6 +119,13 @@ class SearchParam:
     log: bool = False
     choices: tuple[Any, ...] = ()
     weights: tuple[float, ...] | None = None
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """(low, high) of a float or int parameter."""
+        if self.low is None or self.high is None:
+            raise ValueError(f"{self.name} is {self.kind}: it has no bounds")
+        return self.low, self.high
 
 
 def load_train_schema() -> dict:
@@ -288,6 +295,7 @@ def _numeric(name: str, entry: dict, leaf: dict, where: str) -> SearchParam:
         if value is None or not math.isfinite(value):
             raise InputError(f"{where}: the schema gives no finite default for {key}; set {key} explicitly.")
         _check_within_schema(value, leaf, f"{where}: {key}")
+    assert low is not None and high is not None  # refused just above
     if low > high:
         defaulted = " (valid_max is the default: set it)" if "valid_max" not in entry else (
             " (valid_min is the default: set it)" if "valid_min" not in entry else "; swap them")
@@ -395,7 +403,7 @@ def read_rec_record(path: str | Path, rec_id: int, *, metric: str = "val_selecti
     doc = fsutil.read_json_input(path, what="AutoML result", fix=f"delete it and rerun rec{rec_id}.")
     if not isinstance(doc, dict) or doc.get("rec_id") != rec_id:
         raise InputError(f"{path}: expected a result object with rec_id {rec_id}; rerun rec{rec_id}.")
-    status = {"complete": "ok", "failed": "failed"}.get(doc.get("status"))
+    status = {"complete": "ok", "failed": "failed"}.get(str(doc.get("status")))
     if status is None:
         raise InputError(f"{path}: status must be 'complete' or 'failed', got {doc.get('status')!r}; "
                          f"rerun rec{rec_id}.")
@@ -415,7 +423,7 @@ def _float_or_none(value: Any) -> float | None:
         return None
 
 
-def _finite(value: float | None) -> bool:
+def _finite(value: float | None) -> TypeGuard[float]:
     return value is not None and math.isfinite(value)
 
 
@@ -468,7 +476,7 @@ def build_study(space: Sequence[SearchParam], finished: Sequence[RecRecord], *, 
     if direction not in DIRECTIONS:
         raise InputError(f"automl direction must be one of {DIRECTIONS}, got {direction!r}.")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction=direction, sampler=_sampler(algorithm, seed))
+    study = optuna.create_study(direction=optuna.study.StudyDirection[direction.upper()], sampler=_sampler(algorithm, seed))
     distributions = {p.name: _distribution(p) for p in space}
     scores = [r.score for r in finished if r.status == "ok" and _finite(r.score)]
     worst = (max(scores) if direction == "minimize" else min(scores)) if scores else None
@@ -533,7 +541,8 @@ def _fit_first_params(first_params: dict, by_name: dict[str, SearchParam]) -> di
             number = _number(value, name)
         except InputError:
             continue
-        number = min(max(number, param.low), param.high)
+        low, high = param.bounds
+        number = min(max(number, low), high)
         fitted[name] = int(round(number)) if param.kind == "int" else number
     return fitted
 
@@ -567,9 +576,10 @@ def _distribution(param: SearchParam) -> Any:
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     if param.kind == "float":
-        return FloatDistribution(param.low, param.high, log=param.log)
+        return FloatDistribution(*param.bounds, log=param.log)
     if param.kind == "int":
-        return IntDistribution(param.low, param.high)
+        low, high = param.bounds
+        return IntDistribution(int(low), int(high))
     if param.weights is not None:
         return FloatDistribution(0.0, 1.0)  # weighted categorical: uniform coordinate, see module doc
     return CategoricalDistribution(param.choices)
@@ -592,6 +602,7 @@ def _encode_params(space: Sequence[SearchParam], values: dict) -> dict:
         value = values[param.name]
         if param.weights is not None:
             index = _choice_index(param, value)
+            assert index is not None, (param.name, value)  # callers pass values of the space (_contains)
             edges = [0.0, *_cumulative(param.weights)]
             value = (edges[index] + edges[index + 1]) / 2
         encoded[param.name] = value
@@ -617,7 +628,8 @@ def _contains(param: SearchParam, value: Any) -> bool:
         return False
     if param.kind == "int" and not float(value).is_integer():
         return False
-    return param.low <= value <= param.high
+    low, high = param.bounds
+    return low <= value <= high
 
 
 def _choice_index(param: SearchParam, value: Any) -> int | None:
@@ -635,7 +647,7 @@ def _finite_size(space: Sequence[SearchParam]) -> int | None:
     for param in space:
         if param.kind == "float":
             return None
-        size *= len(param.choices) if param.kind == "categorical" else int(param.high) - int(param.low) + 1
+        size *= len(param.choices) if param.kind == "categorical" else int(param.bounds[1]) - int(param.bounds[0]) + 1
     return size
 
 
@@ -643,7 +655,8 @@ def _first_unseen_point(space: Sequence[SearchParam], avoid: set[tuple], seed: i
     """The first point of a seeded shuffle of a finite space that is not in ``avoid``."""
     if _finite_size(space) is None:
         return None
-    axes = [list(p.choices) if p.kind == "categorical" else list(range(int(p.low), int(p.high) + 1)) for p in space]
+    axes = [list(p.choices) if p.kind == "categorical" else list(range(int(p.bounds[0]), int(p.bounds[1]) + 1))
+            for p in space]
     points = [dict(zip((p.name for p in space), values)) for values in product(*axes)]
     random.Random(seed).shuffle(points)
     return next((point for point in points if _point_key(point) not in avoid), None)
@@ -677,7 +690,7 @@ def ranked(records: Sequence[RecRecord], direction: str = "minimize") -> list[Re
 
     def key(record: RecRecord) -> tuple:
         loss = record.val_loss if _finite(record.val_loss) else math.inf
-        return sign * record.score, loss, record.rec_id
+        return sign * float(record.score or 0.0), loss, record.rec_id  # eligible: the score is finite
 
     return sorted((r for r in records if r.eligible), key=key)
 

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -290,6 +290,7 @@ def evaluate(
     model: ChangeNetLite, criterion: nn.Module, data: PairTensors, *, batch_size: int, device: torch.device
 ) -> dict[str, Any]:
     logits = predict(model, data.golden, data.test, batch_size=batch_size, device=device)
+    assert isinstance(logits, torch.Tensor)  # output="logits": one tensor
     labels = data.labels.cpu()
     predicted = logits.argmax(dim=1)
     is_defect = labels.numpy().astype(bool)
@@ -367,7 +368,8 @@ def train(
         optimizer, lr_factor(settings.policy, settings.num_epochs, steps_per_epoch)
     )
     averaged = weight_average(model, options.ema_epochs, steps_per_epoch)
-    evaluated = model if averaged is None else averaged.module  # what is validated and saved
+    # what is validated and saved: the model, or the weight average's copy of it
+    evaluated = model if averaged is None else cast(ChangeNetLite, averaged.module)
     weights = sampler_weights(train_data.labels.cpu().numpy().astype(bool), settings.fpratio_sampling)
     sampler_generator = torch.Generator().manual_seed(seed)
     augment_generator = torch.Generator().manual_seed(seed + 1)
@@ -396,7 +398,7 @@ def train(
         )
         epoch_train_seconds = time.perf_counter() - epoch_started
         train_seconds += epoch_train_seconds
-        train_pairs += trained["pairs"]
+        train_pairs += int(trained["pairs"])
         step += steps_per_epoch
         recalibrate_batchnorm(evaluated, train_data, batch_size=settings.batch_size, device=device)
         validated = evaluate(evaluated, criterion, val_data, batch_size=max(settings.batch_size, 64), device=device)
@@ -412,12 +414,14 @@ def train(
         }
         history.append(metrics)
         _write_epoch_outputs(results_dir, evaluated, metrics, history, settings, epoch_checkpoints)
-        if is_better(metrics, best):
+        if best is None or is_better(metrics, best):
             best = metrics
             save_checkpoint(results_dir / "best_val.pth", evaluated, epoch=epoch, step=step, metrics=metrics)
         if options.verbose:
             progress.log(progress_line(metrics, settings.num_epochs, best, time.perf_counter() - epochs_started))
 
+    if best is None:
+        raise InputError("train.num_epochs must be at least 1")  # the spec check refuses 0 earlier
     summary = {
         "best_epoch": best["epoch"],
         "best_val_far_pct": best["val_far_pct"],

@@ -185,6 +185,7 @@ def breakdown_text(result: RcaResult) -> str:
     if not result.reachable:
         return f"KPI unreachable: {result.unreachable_reason}\nNo weak samples; routing and mining are skipped.\n"
     op = result.operating_point
+    assert op is not None  # a reachable KPI has its operating point
     lines = [
         f"RCA at 100% recall: threshold {op.threshold:.6g}, FAR {op.far_pct:.2f}% "
         f"(FP {op.fp} of {op.fp + op.tn} PASS rows; TP {op.tp}, FN {op.fn}).",

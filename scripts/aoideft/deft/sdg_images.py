@@ -52,7 +52,8 @@ def blur(plane: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    return np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+    return rows, cols
 
 
 def ellipse(shape, centre, radii, angle_deg: float = 0.0, softness: float = 1.0) -> np.ndarray:

@@ -50,7 +50,8 @@ def pregenerated_to_ingest(
     golden_pairs, golden_other = _split_stems(root / PREGENERATED_GOLDEN_DIR, lights, image_ext)
     listed = set(manifest["object_name"])
     unlisted = sorted({f"{n}_{light}" for n, light in test_pairs | golden_pairs if n not in listed} | test_other | golden_other)
-    chosen, skipped, incomplete, deferred = [], [], {}, []
+    chosen: list = []  # manifest index labels
+    skipped, incomplete, deferred = [], {}, []
     for index, entry in manifest.iterrows():
         name = entry["object_name"]
         if name in history:
@@ -126,7 +127,8 @@ def _read_manifest(path: Path) -> pd.DataFrame:
 
 def _split_stems(folder: Path, lights, image_ext: str) -> tuple[set[tuple[str, str]], set[str]]:
     """(object_name, light) pairs of ``<object_name>_<light><ext>`` files, and stems naming no light."""
-    pairs, other = set(), set()
+    pairs: set[tuple[str, str]] = set()
+    other: set[str] = set()
     if not folder.is_dir():
         return pairs, other
     for path in folder.iterdir():

@@ -60,7 +60,9 @@ class Pair:
 
 
 def load_pair(images_dir: str | Path, row: pd.Series, lights: Sequence[str], image_ext: str) -> Pair:
-    golden, test, modes = [], [], []
+    golden: list[np.ndarray] = []
+    test: list[np.ndarray] = []
+    modes = []
     for light in lights:
         for column, out in (("golden_path", golden), ("input_path", test)):
             path = csvdata.image_file(images_dir, row[column], row["object_name"], light, image_ext)

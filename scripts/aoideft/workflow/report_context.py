@@ -65,8 +65,8 @@ def build_context(settings: RunSettings) -> dict[str, Any]:
     current = state.read_state(run / "deft_state.json") if (run / "deft_state.json").is_file() else {}
     log = report_loop.read_log(run)
     summary = maybe_json(run / "deft" / "summary.json") or {}
-    loaded = {label: Evaluated.load(settings, label) for label in [*labels, "final_automl"]}
-    models = [model for model in loaded.values() if model]
+    loaded = {label: model for label in [*labels, "final_automl"] if (model := Evaluated.load(settings, label))}
+    models = list(loaded.values())
     trials = report_loop.trial_tables(run)
     header = {
         "title": "DEFT loop report",
