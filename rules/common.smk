@@ -144,10 +144,12 @@ def round_of(phase, k):
 def preflight_gate(wildcards):
     """The pre-flight's pass mark while it is still to be written, afterwards nothing.
 
-    The AutoML phases wait for the pre-flight on the first run. Later runs must not depend on its
-    files: the pre-flight reruns with every workspace or config change, and Snakemake would then
-    rerun all of Phase 1 (or, through an ancient() input, skip checking Phase 1's own inputs). The
-    pass mark is a checkpoint that reads the checks as ancient(): once written it never reruns.
+    The AutoML phases wait for the pre-flight's checks on the first run. Later runs must not depend
+    on the pre-flight: it reruns with every workspace or config change, and Snakemake would then
+    rerun all of Phase 1. The pass mark is a checkpoint that runs the same checks on the workspace
+    record, read as ancient(): once written it never reruns. It does not read the pre-flight's files
+    either: an ancient() edge from a job that reruns hides everything past it from Snakemake 9.27's
+    first needrun pass, which then takes the loop's old decisions for current.
     """
     checkpoints.preflight_passed.get()
     return []

@@ -45,8 +45,8 @@ rule workspace_ready:
 
 
 rule preflight:
-    # The summary states the whole config, so any change rewrites it. No rule depends on it after its
-    # first pass (checkpoint preflight_passed), so that rerun reruns nothing else.
+    # The summary states the whole config, so any change rewrites it. No rule depends on it (Phase 1
+    # waits for checkpoint preflight_passed, which runs the same checks), so that rerun reruns nothing else.
     input:
         **workspace(*WORKSPACE),
         workspace=WORKSPACE_RECORD,
@@ -68,7 +68,7 @@ rule preflight:
 checkpoint preflight_passed:
     # Phase 1 and Phase 3 wait for this mark on the first run only (common.smk: preflight_gate).
     input:
-        checks=ancient("preflight/checks.json"),
+        record=ancient(WORKSPACE_RECORD),
     output:
         passed="preflight/passed.json",
     log:

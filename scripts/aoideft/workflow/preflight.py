@@ -174,16 +174,25 @@ def parse_time_gate(settings: RunSettings, profile_resources: dict[str, dict[str
                           "folders readable (chmod a+r on files, a+rx on folders, or ask their owner)"))
 
 
-def write_preflight(settings: RunSettings, summary_path: Path, checks_path: Path) -> None:
-    # workspace_ready (this rule's input) has just read every image file; reading them again here
-    # would only repeat it. Spec, CSVs, labels and path leakage are cheap and re-checked; what the
-    # image files told (content leakage, the pool's exclusions, notes) comes from its record.
+def job_time_checks(settings: RunSettings) -> tuple[inputs.WorkspaceReport, tao_preflight.Readiness]:
+    """The checks of the workspace as workspace_ready recorded it, and the TAO backend's readiness;
+    raises InputError on a bad input. The parse-time gate could not run them while the demo
+    workspace did not exist yet."""
+    # workspace_ready has just read every image file; reading them again here would only repeat it.
+    # Spec, CSVs, labels and path leakage are cheap and re-checked; what the image files told
+    # (content leakage, the pool's exclusions, notes) comes from its record.
     report = inputs.check_workspace(settings, check_files=False)
     record = fsutil.read_json(settings.run_dir / "inputs" / "workspace.json")
     report.pool, report.notes = PoolContent.from_json(record["pool"]), record["notes"]
-    # The parse-time gate could not check the batch size while the demo workspace did not exist.
     tao = tao_readiness(settings, report)
     tao.require()
+    return report, tao
+
+
+def write_preflight(settings: RunSettings, summary_path: Path, checks_path: Path) -> None:
+    report, tao = job_time_checks(settings)
+    pool = report.pool
+    assert pool is not None  # job_time_checks sets it from the record
     fsutil.write_text(summary_path, render_summary(settings, report) + "\n")
     fsutil.write_json(
         checks_path,
@@ -191,9 +200,9 @@ def write_preflight(settings: RunSettings, summary_path: Path, checks_path: Path
             "passed": True,
             "datasets": report.dataset_table(),
             "leakage": {f"{a}/{b}": 0 for a, b in inputs.LEAKAGE_PAIRS},
-            "pool_overlaps": report.pool.overlaps,
-            "pool_repeats": report.pool.repeats,
-            "pool_excluded_rows": len(report.pool.excluded),
+            "pool_overlaps": pool.overlaps,
+            "pool_repeats": pool.repeats,
+            "pool_excluded_rows": len(pool.excluded),
             "notes": report.notes,
             "spec_notes": report.spec_notes,
             "credentials": credential_status(),
@@ -203,12 +212,11 @@ def write_preflight(settings: RunSettings, summary_path: Path, checks_path: Path
     )
 
 
-def mark_passed(checks_path: Path, out_path: Path) -> None:
-    """Rule preflight_passed: the mark the AutoML phases wait for on the first run."""
-    checks = fsutil.read_json(checks_path)
-    if not checks.get("passed"):
-        raise InputError(f"{checks_path}: the pre-flight did not pass")
-    fsutil.write_json(out_path, {"passed": True, "checks": checks_path.name})
+def mark_passed(settings: RunSettings, out_path: Path) -> None:
+    """Rule preflight_passed: the pre-flight's checks again, and the mark the AutoML phases wait for
+    on the first run."""
+    job_time_checks(settings)
+    fsutil.write_json(out_path, {"passed": True})
 
 
 def credential_status() -> dict[str, str]:
