@@ -51,6 +51,7 @@ VARIANTS = {
     "tao": {"deft.engine": "tao", "deft.kpi_holdout": 0},
 }
 CONTROL_A = "same_epochs"
+WALL_FILE = "ablation_wall_s.json"  # a variant run's wall time, kept for --reuse
 
 
 def parse_args() -> argparse.Namespace:
@@ -66,6 +67,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override for every run, dotted key and a YAML value")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep variant runs that finished (best_model.json) in --out-dir and only read their "
+                             "figures: a campaign can be run in parts")
+    parser.add_argument("--bases-only", action="store_true",
+                        help="run each seed's shared part (Phase 1 and the baseline's evaluation) and stop")
+    parser.add_argument("--gather", action="store_true",
+                        help="run nothing: gather the finished runs in --out-dir (what a campaign run in parts "
+                             "reached; each variant's median is over the seeds it finished)")
     return parser.parse_args()
 
 
@@ -132,12 +141,16 @@ def delivered_figures(run: Path, held_out: pd.Series) -> dict:
             "trajectory": trajectory}
 
 
-def control_same_epochs(base: Path, pipeline: Path, config: dict, held_out: pd.Series, out: Path) -> dict:
+def control_same_epochs(base: Path, pipeline: Path, config: dict, held_out: pd.Series, out: Path,
+                        reuse: bool = False) -> dict:
     """Phase 1's winner trained on the base set for the pipeline's post-Phase-1 epochs, then scored."""
     summary = read_json(pipeline / "deft" / "summary.json")
     phase3 = read_json(pipeline / "final_automl" / "best_rec.json")
     epochs = (config["deft"]["retrain_epochs"] or 0) * summary["iterations_run"]
     epochs += phase3["best"].get("observed_budget", {}).get("num_epochs") or 0
+    result = {"delivered": f"Phase 1 winner + {epochs} epochs on the base set", "epochs": epochs}
+    if reuse and (out / "inference.csv").is_file():
+        return {**result, **figures(out / "validation_inference.csv", out / "inference.csv", held_out)}
     spec = tao_spec.load_spec(base / "specs" / "baseline_spec_automl.yaml")
     state = read_json(base / "deft_state.json")["config"]
     spec = tao_spec.with_overrides(spec, {
@@ -152,8 +165,7 @@ def control_same_epochs(base: Path, pipeline: Path, config: dict, held_out: pd.S
     best = out / "train" / "best_val.pth"
     inference.run_inference(best, state["validation_csv"], state["images_dir"], out / "validation_inference.csv")
     inference.run_inference(best, state["kpi_test_csv"], state["images_dir"], out / "inference.csv")
-    return {"delivered": f"Phase 1 winner + {epochs} epochs on the base set", "epochs": epochs,
-            **figures(out / "validation_inference.csv", out / "inference.csv", held_out)}
+    return {**result, **figures(out / "validation_inference.csv", out / "inference.csv", held_out)}
 
 
 def describe(values: list[float]) -> dict:
@@ -174,10 +186,14 @@ def main() -> None:
                                          "demo.preset": args.preset, "demo.seed": seed, "automl.seed": seed,
                                          "deft.seed": seed})
         base = root / "base"
+        if args.gather and not (base / "baseline" / "decision.json").is_file():
+            continue
         started = time.time()
         snakemake({**seeded, "run_dir": str(base)}, root / "configs" / "base.yaml", root / "base.log", args.cores,
                   args.gpus, "baseline/decision.json")
         timing[f"seed{seed}/base"] = time.time() - started
+        if args.bases_only:
+            continue
         kpi_frame = pd.read_csv(root / "workspace" / "kpi" / "testing_set.csv", dtype=str, keep_default_na=False)
         mask = holdout.held_out_mask(kpi_frame, config["deft"]["kpi_holdout"] or 0.5)
         held_out = pd.Series(mask, index=kpi_frame["input_path"] + "/" + kpi_frame["object_name"])
@@ -185,6 +201,12 @@ def main() -> None:
             if variant not in args.variants:
                 continue
             run = root / variant
+            if args.gather and not (run / "best_model.json").is_file():
+                continue
+            if (args.reuse or args.gather) and (run / "best_model.json").is_file():
+                results[variant][seed] = delivered_figures(run, held_out)
+                timing[f"seed{seed}/{variant}"] = read_json(run / WALL_FILE)["wall_s"]
+                continue
             shutil.rmtree(run, ignore_errors=True)
             shutil.copytree(base, run, symlinks=True)  # copy2 keeps mtimes: Snakemake redoes nothing shared
             if changes.get("deft.kpi_holdout") == 0:  # TAO's selection: the baseline is evaluated again
@@ -195,13 +217,18 @@ def main() -> None:
             snakemake(with_overrides({**seeded, "run_dir": str(run)}, changes), root / "configs" / f"{variant}.yaml",
                       root / f"{variant}.log", args.cores, args.gpus)
             timing[f"seed{seed}/{variant}"] = time.time() - started
+            (run / WALL_FILE).write_text(json.dumps({"wall_s": timing[f"seed{seed}/{variant}"]}) + "\n")
             results[variant][seed] = delivered_figures(run, held_out)
             print(f"{args.kind} seed {seed} {variant}: held-out FAR@100% {results[variant][seed]['held_out_far_pct']:.2f}%",
                   flush=True)
-        if CONTROL_A in args.variants:
+        finished = (root / CONTROL_A / "inference.csv").is_file()
+        if CONTROL_A in args.variants and (finished or not args.gather):
             started = time.time()
-            results[CONTROL_A][seed] = control_same_epochs(base, root / "pipeline", seeded, held_out, root / CONTROL_A)
-            timing[f"seed{seed}/{CONTROL_A}"] = time.time() - started
+            reuse = finished and (args.reuse or args.gather)
+            results[CONTROL_A][seed] = control_same_epochs(base, root / "pipeline", seeded, held_out, root / CONTROL_A,
+                                                           reuse=reuse)
+            if not reuse:
+                timing[f"seed{seed}/{CONTROL_A}"] = time.time() - started
             print(f"{args.kind} seed {seed} {CONTROL_A}: held-out FAR@100% "
                   f"{results[CONTROL_A][seed]['held_out_far_pct']:.2f}%", flush=True)
 

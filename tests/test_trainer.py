@@ -213,6 +213,12 @@ def test_step_policy_drops_tenfold_at_two_thirds():
     assert trainer.lr_factor("linear", num_epochs=2, steps_per_epoch=5)(5) == 0.5
 
 
+def test_a_warmup_ramps_the_lr_up_then_hands_over_to_the_policy():
+    factor = trainer.lr_factor("linear", num_epochs=2, steps_per_epoch=5, warmup_steps=5)
+    assert [factor(step) for step in range(5)] == pytest.approx([(s + 1) / 5 * (1 - s / 10) for s in range(5)])
+    assert factor(5) == 0.5 and factor(9) == pytest.approx(0.1)
+
+
 def test_sampler_weights_follow_tao_formula():
     is_defect = np.array([False] * 8 + [True] * 2)
     weights = trainer.sampler_weights(is_defect, 0.25)
@@ -272,8 +278,9 @@ def test_warm_start_loads_weights_and_rejects_other_architecture(data, tmp_path,
     results, _ = trained
     spec = make_spec(data, num_epochs=1, pretrained_model_path=str(results / "latest.pth"))
     spec["train"]["optim"]["lr"] = 0.0  # no update: the warm-started model must equal the checkpoint
-    summary = trainer.train_from_spec(spec, tmp_path / "warm", options=OPTIONS)
+    summary = trainer.train_from_spec(spec, tmp_path / "warm", options={**OPTIONS, "warm_start_warmup_epochs": 1.0})
     assert summary["pretrained"] == str(results / "latest.pth")
+    assert summary["warmup_steps"] == len(trainer.batch_bounds(len(pd.read_csv(data["train"])), 8))  # one epoch
     start = build_model_from_checkpoint(results / "latest.pth").state_dict()
     after = build_model_from_checkpoint(tmp_path / "warm" / "latest.pth").state_dict()
     weights = [name for name in start if "running_" not in name and "num_batches" not in name]

@@ -70,6 +70,7 @@ class TrainOptions:
     light_stacking: str = "spec"  # spec (TAO concat_type) | channels
     compile: bool = False  # torch.compile the training forward (benchmarks/README.md: when it pays)
     ema_epochs: float = 1.5  # time constant of the weight average that is validated and saved, epochs; 0: off
+    warm_start_warmup_epochs: float = 0.0  # a warm-started run ramps its LR up from 0 over these epochs; 0: off
     decode_cache: str | None = None  # folder of the run's decode cache (decode_cache.py); None: no cache
     align: str = "phase_blur"  # golden-to-test registration when pairs are decoded (model.ModelArch): phase_blur | phase | none
     align_max_shift_px: float | None = None  # registration's reach, input pixels; None: 4, at most a quarter side
@@ -181,15 +182,20 @@ def batch_bounds(num_samples: int, batch_size: int) -> list[tuple[int, int]]:
     return bounds
 
 
-def lr_factor(policy: str, num_epochs: int, steps_per_epoch: int) -> Callable[[int], float]:
-    """LR multiplier as a function of the number of optimiser steps already taken."""
+def lr_factor(policy: str, num_epochs: int, steps_per_epoch: int, warmup_steps: int = 0) -> Callable[[int], float]:
+    """LR multiplier as a function of the number of optimiser steps already taken; over the first
+    ``warmup_steps`` it also ramps linearly up from 1/warmup_steps to 1."""
     if policy == "linear":
         total_steps = num_epochs * steps_per_epoch
-        return lambda step: max(0.0, 1.0 - step / total_steps)
-    if policy == "step":
+        decay = lambda step: max(0.0, 1.0 - step / total_steps)
+    elif policy == "step":
         milestone = math.ceil(2 * num_epochs / 3)
-        return lambda step: STEP_POLICY_FACTOR if step // steps_per_epoch >= milestone else 1.0
-    raise InputError(f"train.optim.policy must be 'linear' or 'step', got {policy!r}.")
+        decay = lambda step: STEP_POLICY_FACTOR if step // steps_per_epoch >= milestone else 1.0
+    else:
+        raise InputError(f"train.optim.policy must be 'linear' or 'step', got {policy!r}.")
+    if warmup_steps <= 0:
+        return decay
+    return lambda step: min(1.0, (step + 1) / warmup_steps) * decay(step)
 
 
 def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
@@ -364,8 +370,12 @@ def train(
     criterion = nn.CrossEntropyLoss(weight=torch.tensor(settings.cls_weight, dtype=torch.float32, device=device))
     optimizer = make_optimizer(model, settings)
     steps_per_epoch = len(batch_bounds(len(train_data), settings.batch_size))
+    # A fresh AdamW at the full LR moves every weight by about the LR in its first steps: a warm start
+    # lost what it knew in its first epoch (default demo, base rows only: validation FAR 7% -> 74%).
+    # A warmup keeps it (8%), but did not end better (benchmarks/README.md, retrain dynamics): off.
+    warmup_steps = round(options.warm_start_warmup_epochs * steps_per_epoch) if pretrained else 0
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_factor(settings.policy, settings.num_epochs, steps_per_epoch)
+        optimizer, lr_factor(settings.policy, settings.num_epochs, steps_per_epoch, warmup_steps)
     )
     averaged = weight_average(model, options.ema_epochs, steps_per_epoch)
     # what is validated and saved: the model, or the weight average's copy of it
@@ -439,6 +449,7 @@ def train(
         "seed": seed,
         "pretrained": str(pretrained) if pretrained else None,
         "weight_average": {"ema_epochs": options.ema_epochs} if averaged is not None else None,
+        "warmup_steps": warmup_steps,
         "num_train_pairs": len(train_data),
         "num_val_pairs": len(val_data),
         "decode_seconds": decode_seconds,
