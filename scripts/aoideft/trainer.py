@@ -185,14 +185,19 @@ def batch_bounds(num_samples: int, batch_size: int) -> list[tuple[int, int]]:
 def lr_factor(policy: str, num_epochs: int, steps_per_epoch: int, warmup_steps: int = 0) -> Callable[[int], float]:
     """LR multiplier as a function of the number of optimiser steps already taken; over the first
     ``warmup_steps`` it also ramps linearly up from 1/warmup_steps to 1."""
-    if policy == "linear":
-        total_steps = num_epochs * steps_per_epoch
-        decay = lambda step: max(0.0, 1.0 - step / total_steps)
-    elif policy == "step":
-        milestone = math.ceil(2 * num_epochs / 3)
-        decay = lambda step: STEP_POLICY_FACTOR if step // steps_per_epoch >= milestone else 1.0
-    else:
+    total_steps = num_epochs * steps_per_epoch
+    milestone = math.ceil(2 * num_epochs / 3)
+
+    def linear(step: int) -> float:
+        return max(0.0, 1.0 - step / total_steps)
+
+    def stepped(step: int) -> float:
+        return STEP_POLICY_FACTOR if step // steps_per_epoch >= milestone else 1.0
+
+    policies = {"linear": linear, "step": stepped}
+    if policy not in policies:
         raise InputError(f"train.optim.policy must be 'linear' or 'step', got {policy!r}.")
+    decay = policies[policy]
     if warmup_steps <= 0:
         return decay
     return lambda step: min(1.0, (step + 1) / warmup_steps) * decay(step)
