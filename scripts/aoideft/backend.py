@@ -51,8 +51,9 @@ class TrainerBackend(Protocol):
 @dataclass(frozen=True)
 class EmbeddedBackend:
     """ChangeNet-lite in this process; ``options`` are ``trainer.TrainOptions`` fields (device, threads,
-    base_width, light_stacking, compile, decode_cache, verbose); inference uses ``device`` and
-    ``decode_cache``."""
+    base_width, light_stacking, compile, ema_epochs, warm_start_warmup_epochs, decode_cache, align,
+    align_max_shift_px, shift_tolerance_px, verbose); inference uses ``device`` and ``decode_cache``
+    (registration settings travel in the checkpoint)."""
 
     options: dict[str, Any] = field(default_factory=dict)
     name: str = "embedded"
