@@ -134,6 +134,19 @@ def analyse_run(run: Path, soup: bool) -> dict:
             "combined": combined, "delivered": delivered}
 
 
+def run_label(result: dict) -> str:
+    """<parent>/<run>: ablation runs are all called pipeline, their parent names the world and seed."""
+    run = Path(result["run"])
+    return f"{run.parent.name}/{run.name}"
+
+
+def print_table(header: list[str], rows: list[list]) -> None:
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(str(cell) for cell in row) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path)
@@ -142,18 +155,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     results = [analyse_run(run.resolve(), soup=not args.no_soup) for run in args.runs]
-    print("| run | metric | Spearman vs held-out FAR@100% | vs @99.9% | picks | regret (pp) |")
-    print("|---|---|---|---|---|---|")
-    for result in results:
-        for name, m in result["selection"].items():
-            print(f"| {Path(result['run']).name} | {name} | {m['spearman_held_out_far']} | {m['spearman_held_out_far_99_9']} "
-                  f"| {m['picks']} | {m['regret_pp']:.2f} |")
-    print("\n| run | model | val expected FAR | held-out FAR@100% | @99.9% |")
-    print("|---|---|---|---|---|")
-    for result in results:
-        for name, c in result["combined"].items():
-            print(f"| {Path(result['run']).name} | {name} ({c['model']}) | {c['val_expected_far_pct']:.2f} | "
-                  f"{c['held_out_far_pct']:.2f} | {c['held_out_far_99_9']:.2f} |")
+    print_table(["run", "metric", "Spearman vs held-out FAR@100%", "vs @99.9%", "picks", "regret (pp)"],
+                [[run_label(r), name, m["spearman_held_out_far"], m["spearman_held_out_far_99_9"], m["picks"],
+                  f"{m['regret_pp']:.2f}"] for r in results for name, m in r["selection"].items()])
+    print()
+    print_table(["run", "model", "val expected FAR", "held-out FAR@100%", "@99.9%"],
+                [[run_label(r), f"{name} ({c['model']})", f"{c['val_expected_far_pct']:.2f}",
+                  f"{c['held_out_far_pct']:.2f}", f"{c['held_out_far_99_9']:.2f}"]
+                 for r in results for name, c in r["combined"].items()])
     for name in ("incumbent", "ensemble", "soup", "phase3"):
         values = [r["combined"][name]["held_out_far_pct"] for r in results if name in r["combined"]]
         if values:
