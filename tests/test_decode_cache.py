@@ -167,3 +167,35 @@ def test_registered_pairs_are_cached_with_their_shifts(tmp_path):
     assert calls == [6]  # prepared once; the second frame's rows all came from the cache
     assert torch.equal(first.golden, 255 - plain.golden) and torch.equal(again.golden, first.golden[2:])
     assert torch.equal(again.shifts, torch.full((4, 2), 0.5))
+
+
+def test_a_job_checks_the_image_files_only_when_it_decodes_some_row_anew(tmp_path, monkeypatch):
+    from aoideft import csvdata, inference
+    from aoideft.model import ModelArch
+
+    images = tmp_path / "images"
+    frame, pixels = make_pairs(images, 4)
+    csv = tmp_path / "pairs.csv"
+    frame.to_csv(csv, index=False)
+    checks = []
+    real_check = csvdata.check_image_files
+    monkeypatch.setattr(csvdata, "check_image_files", lambda *a, **k: checks.append(1) or real_check(*a, **k))
+    arch = ModelArch(lights=tuple(LIGHTS), image_ext=EXT, image_width=SIZE[0], image_height=SIZE[1],
+                     align_max_shift_px=1.0)
+
+    def job():
+        return inference.decode_for_arch(arch, csv, images, cache=DecodeCache(tmp_path / "cache"))[1]
+
+    cold = job()
+    assert len(checks) == 1
+    warm = job()  # every row from the cache: its files passed the checks and are unchanged
+    assert len(checks) == 1 and torch.equal(warm.test, cold.test)
+    # A file written anew (another os.stat identity) is decoded again, so the files are checked
+    # again: a corrupt one fails with the check's error, naming the row and the file.
+    changed = image_file(images, "b1/test", "C1", LIGHTS[0], EXT)
+    changed.write_bytes(changed.read_bytes()[:-20])
+    with pytest.raises(InputError, match=r"pairs.csv.*1 unreadable or corrupt image file.*row 2"):
+        job()
+    assert len(checks) == 2
+    Image.fromarray(pixels[changed]).save(changed)
+    assert torch.equal(job().test, cold.test) and len(checks) == 3

@@ -48,7 +48,8 @@ class Preparation:
 def decode_pairs(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lights: Sequence[str],
                  image_ext: str, size: tuple[int, int], channels: int = 3, num_threads: int = 2,
                  source: str | None = None, cache: DecodeCache | None = None,
-                 prepare: Preparation | None = None) -> DecodedPairs:
+                 prepare: Preparation | None = None,
+                 before_decoding: Callable[[], None] | None = None) -> DecodedPairs:
     """Decode every light image of every row of a pair frame (see csvdata) into memory.
 
     Each image is converted to RGB (``channels=3``) or L (``channels=1``) and resized bilinearly to
@@ -57,6 +58,9 @@ def decode_pairs(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lights: 
     different sizes, is an InputError naming ``source`` (the CSV), the 1-based row and the file.
     With a ``cache``, rows it holds are copied instead of decoded and the frame becomes an entry.
     ``prepare`` runs on the rows decoded here (not on cached ones: the cache holds prepared rows).
+    ``before_decoding`` (the caller's file checks) runs once before any row is decoded from its files,
+    and not when the cache holds every row: an entry is only written for files that passed those
+    checks, and a changed file no longer matches it (its os.stat identity differs).
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
@@ -109,6 +113,8 @@ def decode_pairs(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lights: 
             cache.hits += 2 * len(lights) * int(filled.sum())
             cache.misses += 2 * len(lights) * len(todo)
         reused = f", {len(rows) - len(todo)} more from the decode cache" if cache is not None else ""
+        if todo and before_decoding is not None:
+            before_decoding()
         if todo:
             progress = Progress(f"decoding {source or 'pairs'}", len(todo)).start(f"x {len(lights)} lights{reused}")
             each(decode_row, todo, progress)

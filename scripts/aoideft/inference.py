@@ -73,7 +73,8 @@ def decode_for_arch(
     cache: DecodeCache | None = None, device: torch.device | None = None,
 ) -> tuple[pd.DataFrame, images.DecodedPairs]:
     """Validate a pairs CSV and decode all its images, in the arch's lights and size, into memory
-    (through ``cache`` when given: see decode_cache.py); with ``arch.align`` ``phase`` every golden is
+    (through ``cache`` when given: see decode_cache.py; the image files are checked unless the cache
+    holds every row); with ``arch.align`` ``phase`` every golden is
     then registered to its test (registration.align_pairs, computed on ``device``, default CPU), once
     for the job (augmentation later moves golden and test together); ``phase_blur`` also matches the
     focus of the pair's two images.
@@ -82,8 +83,16 @@ def decode_for_arch(
     """
     lights = list(arch.lights)
     frame = csvdata.read_pairs_csv(
-        csv_path, images_dir=images_dir, lights=lights, image_ext=arch.image_ext, source=str(csv_path)
+        csv_path, images_dir=images_dir, lights=lights, image_ext=arch.image_ext, source=str(csv_path),
+        check_files=False,
     )
+
+    def check_files() -> None:
+        # Reads every file (header, end marker, content hash): on a large workspace most of a warm
+        # scoring job's time (benchmarks/README.md), so it runs only when some row is decoded anew.
+        csvdata.check_image_files(frame, images_dir=images_dir, lights=lights, image_ext=arch.image_ext,
+                                  source=str(csv_path))
+
     decoded = images.decode_pairs(
         frame,
         images_dir=images_dir,
@@ -95,6 +104,7 @@ def decode_for_arch(
         source=str(csv_path),
         cache=cache,
         prepare=registration_step(arch, device),
+        before_decoding=check_files,
     )
     return frame, decoded
 
