@@ -206,6 +206,35 @@ def test_hard_examples_are_the_rows_the_model_gets_most_wrong_never_mined_twice(
         mining.hard_examples(pool, scores[:3], 0.5, 2)
 
 
+def test_class_aware_neighbours_of_a_missed_defect_are_defects_and_of_a_false_alarm_pass_rows():
+    # p0..p5 PASS, p6..p11 defects; both targets sit at unit(0), nearest to the PASS rows p0..p2.
+    pool = pool_frame(12, label=["PASS"] * 6 + ["SHORT"] * 3 + ["OPEN"] * 3)
+    targets = targets_frame(["BRIDGE", "PASS"])
+    blind = mining.mine(targets, np.stack([unit(0), unit(0)]), pool, POOL_EMB, top_k_per_target=3,
+                        min_similarity=0.5, history={}, exclude_keys=set())
+    assert set(blind.rows["label"]) == {"PASS"}  # what TAO's label-agnostic mining gives a missed BRIDGE
+    aware = mining.mine(targets, np.stack([unit(0), unit(0)]), pool, POOL_EMB, top_k_per_target=3,
+                        min_similarity=0.5, history={}, exclude_keys=set(), class_aware=True)
+    by_target = aware.rows.groupby("target_label")["object_name"].apply(list).to_dict()
+    assert by_target == {"BRIDGE": ["p6", "p7", "p8"], "PASS": ["p0", "p1", "p2"]}
+    only_pass = mining.mine(targets_frame(["BRIDGE"]), unit(0)[None], POOL, POOL_EMB, top_k_per_target=3,
+                            min_similarity=0.5, history={}, exclude_keys=set(), class_aware=True)
+    assert only_pass.rows.empty and any("1 defect target(s) unserved" in w for w in only_pass.warnings)
+
+
+def test_class_balanced_hard_examples_take_half_defects_and_fill_from_the_other_class():
+    pool = pool_frame(8, ["PASS"] * 5 + ["SHORT"] * 3)
+    scores = np.array([0.999, 0.998, 0.997, 0.996, 0.995, 0.30, 0.45, 0.20])  # threshold 0.5
+    ranked = mining.hard_examples(pool, scores, 0.5, 4)
+    assert set(ranked["label"]) == {"PASS"}  # confident false alarms outrank every defect
+    balanced = mining.hard_examples(pool, scores, 0.5, 4, class_balanced=True)
+    assert list(balanced["object_name"]) == ["p0", "p1", "p7", "p5"]  # weakest first within the chosen rows
+    many = mining.hard_examples(pool, scores, 0.5, 7, class_balanced=True)
+    assert (many["label"] == "SHORT").sum() == 3 and (many["label"] == "PASS").sum() == 4
+    odd = mining.hard_examples(pool, scores, 0.5, 3, class_balanced=True)
+    assert (odd["label"] == "SHORT").sum() == 2
+
+
 def test_random_rows_are_seeded_eligible_and_marked():
     pool = pool_frame(20)
     first = mining.random_rows(pool, 5, seed=3, history={"1": ["pool/p0", "pool/p1"]}, exclude_keys={"pool/p2"},

@@ -120,6 +120,7 @@ def mine(
     history: dict | None = None,
     exclude_keys: Collection[str] = frozenset(),
     label_aware: bool = False,
+    class_aware: bool = False,
     history_aware: bool = True,
     iteration: int | None = None,
     batch_size: int = 8192,
@@ -133,6 +134,11 @@ def mine(
     recomputes it instead of excluding its own rows. Each pool row goes to the target it is most
     similar to; ``quotas`` ({failure_mode: rows}, targets need a ``failure_mode`` column) then keep
     the most similar rows of each mode up to its quota, and ``max_rows`` the most similar overall.
+
+    ``label_aware`` mines only pool rows of the target's label; ``class_aware`` only rows of its class
+    (a missed defect's neighbours are defects, a false alarm's are PASS rows). Without either, a missed
+    defect's nearest pool rows in the model's own embedding are mostly PASS rows (the model sees it as
+    PASS): training on those pushes the missed defect further down.
     """
     if len(targets) != len(target_emb) or len(pool) != len(pool_emb):
         raise ValueError(f"embeddings do not match their frames: {len(targets)} targets vs {len(target_emb)} "
@@ -152,11 +158,22 @@ def mine(
 
     warnings: list[str] = []
     candidates = []  # (target position, pool index, similarity)
-    groups = targets.groupby("label", sort=True).groups if label_aware else {None: targets.index}
+    if label_aware:
+        groups = targets.groupby("label", sort=True).groups
+    elif class_aware:
+        groups = targets.groupby(_is_defect(targets), sort=True).groups
+    else:
+        groups = {None: targets.index}
     for label, members in groups.items():
         members = np.asarray(members)
         valid = eligible
-        if label_aware:
+        if class_aware and not label_aware:
+            valid = eligible & (_is_defect(pool).to_numpy() == label)
+            if not valid.any():
+                side = "defect" if label else "PASS"
+                warnings.append(f"{len(members)} {side} target(s) unserved: no eligible {side} row in the mining pool.")
+                continue
+        elif label_aware:
             of_label = (pool["label"] == label).to_numpy()
             if not of_label.any():
                 warnings.append(f"target label {label}: the mining pool has no rows of this label "
@@ -216,11 +233,16 @@ def _eligible(pool_keys: pd.Series, *, history: dict, exclude_keys: Collection[s
 
 def hard_examples(pool: pd.DataFrame, scores: np.ndarray, threshold: float, count: int, *,
                   history: dict | None = None, exclude_keys: Collection[str] = frozenset(),
-                  history_aware: bool = True, iteration: int | None = None) -> pd.DataFrame:
+                  history_aware: bool = True, iteration: int | None = None,
+                  class_balanced: bool = False) -> pd.DataFrame:
     """The ``count`` eligible pool rows with the highest weakness under the current model: how far its
     score sits on the wrong side of ``threshold`` (its validation 100%-recall threshold), in logits
     (defects: threshold - score, PASS: score - threshold; positive = misclassified). Unscored rows are
-    never chosen. Adds ``weakness`` and ``mining_reason`` columns; weakest first."""
+    never chosen. Adds ``weakness`` and ``mining_reason`` columns; weakest first.
+
+    ``class_balanced``: half the rows are defects and half PASS (weakest first in each; what one class
+    cannot fill goes to the other). Ranked together, confidently flagged PASS rows (weakness of 5-8
+    logits) take every slot from the low-scored defects that set FAR at 100% recall."""
     pool = pool.reset_index(drop=True)
     scores = np.asarray(scores, dtype=np.float64)
     if len(scores) != len(pool):
@@ -232,9 +254,17 @@ def hard_examples(pool: pd.DataFrame, scores: np.ndarray, threshold: float, coun
         p = np.clip(p, 1e-7, 1 - 1e-7)
         return np.log(p / (1 - p))
 
-    is_defect = (pool["label"].astype(str) != csvdata.PASS_LABEL).to_numpy()
+    is_defect = _is_defect(pool).to_numpy()
     weakness = np.where(is_defect, logit(threshold) - logit(scores), logit(scores) - logit(threshold))
-    order = [int(i) for i in np.argsort(-weakness, kind="stable") if eligible[i]][:max(count, 0)]
+    ranked = [int(i) for i in np.argsort(-weakness, kind="stable") if eligible[i]]
+    count = max(count, 0)
+    if class_balanced:
+        defects = [i for i in ranked if is_defect[i]]
+        passes = [i for i in ranked if not is_defect[i]]
+        take_defects = min(len(defects), max(count - len(passes), (count + 1) // 2))
+        chosen = set(defects[:take_defects] + passes[:count - take_defects])
+        ranked = [i for i in ranked if i in chosen]
+    order = ranked[:count]
     rows = pool.iloc[order].reset_index(drop=True)
     rows["weakness"] = weakness[order]
     rows["mining_reason"] = HARD_EXAMPLE
@@ -251,6 +281,10 @@ def random_rows(pool: pd.DataFrame, count: int, *, seed: int, history: dict | No
     rows = pool.iloc[np.sort(chosen)].reset_index(drop=True)
     rows["mining_reason"] = RANDOM
     return rows
+
+
+def _is_defect(frame: pd.DataFrame) -> pd.Series:
+    return frame["label"].astype(str) != csvdata.PASS_LABEL
 
 
 def rows_keys(rows: pd.DataFrame) -> list[str]:

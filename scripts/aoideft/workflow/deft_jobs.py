@@ -259,7 +259,13 @@ def _mine_targets(settings: RunSettings, n: int, targets: pd.DataFrame, pool: pd
     return mining.mine(target_rows, target_emb, pool, pool_emb,
                        top_k_per_target=cfg["top_k_per_target"], min_similarity=cfg["min_similarity"],
                        history=history, exclude_keys=_never_mined(settings, kpi_keys), label_aware=cfg["label_aware"],
-                       history_aware=cfg["history_aware"], iteration=n, **selection)
+                       class_aware=_class_aware(settings), history_aware=cfg["history_aware"], iteration=n,
+                       **selection)
+
+
+def _class_aware(settings: RunSettings) -> bool:
+    """deft.mining.class_aware, for the failure-mode engine only (TAO's mining is label-agnostic)."""
+    return bool(settings.deft["mining"]["class_aware"]) and settings.deft["engine"] == "failure_modes"
 
 
 def _never_mined(settings: RunSettings, kpi_keys: pd.Series) -> set[str]:
@@ -332,7 +338,8 @@ def _with_hard_examples(settings: RunSettings, n: int, neighbours: mining.Mining
     exclude = _never_mined(settings, read_embeddings(emb_dir / "kpi.npy")[1]) | set(mining.rows_keys(neighbours.rows))
     hard = mining.hard_examples(pool, kpi.parse_scores(scored[kpi.SCORE_COLUMN], source=str(emb_dir)),
                                 incumbent["deployable_threshold"], count, history=history, exclude_keys=exclude,
-                                history_aware=settings.deft["mining"]["history_aware"], iteration=n)
+                                history_aware=settings.deft["mining"]["history_aware"], iteration=n,
+                                class_balanced=_class_aware(settings))
     rows = pd.concat([neighbours.rows, hard], ignore_index=True)
     stats = {**neighbours.stats, "neighbours": len(neighbours.rows), "hard_examples": len(hard), "budget": budget,
              "hard_weakness": {"min": float(hard["weakness"].min()), "max": float(hard["weakness"].max())} if len(hard) else None}
