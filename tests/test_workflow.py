@@ -85,6 +85,8 @@ def test_the_failure_mode_engine_ran_every_stage_within_its_budgets(tiny_run):
         neighbours = mined[mined["mining_reason"] == "neighbour"]
         for mode, count in neighbours["failure_mode"].value_counts().items():
             assert count <= next(m["mining"] for m in plan["modes"] if m["id"] == mode)
+        # class-aware mining: a missed defect's neighbours are defects, a false alarm's are PASS rows
+        assert ((neighbours["label"] == "PASS") == (neighbours["target_label"] == "PASS")).all()
         # hard examples fill what SDG and the neighbours leave of the budget: it is used
         hard = mined[mined["mining_reason"] == "hard_example"]
         assert len(hard) == budget - plan["sdg_rows"] - plan["pregenerated_reserved"] - len(neighbours)
