@@ -17,7 +17,7 @@ from PIL import Image
 
 from aoideft import cli, csvdata, spec as tao_spec, spec_settings
 from aoideft.deft import sdg
-from aoideft.demo import bare_board, defects, scene, smt, workspace
+from aoideft.demo import bare_board, defects, render, scene, smt, workspace
 from aoideft.demo.workspace import WORLDS, DemoConfig, generate_workspace
 from aoideft.errors import InputError
 
@@ -324,7 +324,7 @@ def _pair_difference(comp: str, label: str, severity: float, seed: int) -> float
     golden, test = base, base
     if label != "PASS":
         golden, test, _ = defects.apply_defect(base, base, label, severity, rng)
-    images = scene.render_pair(golden, test, (scene.Camera(), scene.Camera()), 32, scene.LIGHTS)
+    images = render.render_pair(golden, test, (scene.Camera(), scene.Camera()), 32, scene.LIGHTS)
     return float(np.mean([np.abs(images[1][light] - images[0][light]).mean() for light in scene.LIGHTS]))
 
 
