@@ -45,7 +45,7 @@ from aoideft import registration, trainer
 from aoideft.demo.workspace import DemoConfig, generate_workspace
 from aoideft.inference import autocast, prepare_model
 from aoideft.model import ChangeNetLite
-from aoideft.spec import train_settings
+from aoideft.spec_settings import train_settings
 
 
 def synchronize(device: torch.device) -> None:

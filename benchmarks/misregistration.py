@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from _common import machine, workspace_spec
-from aoideft import fsutil, kpi, trainer
+from aoideft import fsutil, kpi, spec_settings, trainer
 from aoideft.deft import assemble, rca, sdg
 from aoideft.demo.workspace import DemoConfig, generate_workspace
 from aoideft.inference import run_inference
@@ -178,7 +178,7 @@ def sdg_part(args) -> list[dict]:
             ws, base_dir, _ = baseline_run(args, world, seed, args.sdg_option, True)
             scored = pd.read_csv(base_dir / "kpi_inference.csv", dtype=str, keep_default_na=False)
             rca_rows, held_out = kpi_halves(scored, seed)
-            lights = tuple(trainer.spec_module.train_settings(workspace_spec(ws)).lights)
+            lights = tuple(spec_settings.train_settings(workspace_spec(ws)).lights)
             found = rca.analyse(scored.iloc[rca_rows], lights=lights, images_dir=ws / "images", image_ext=".jpg",
                                 top_k_per_label=args.top_k_per_label)
             sources = pd.read_csv(ws / "train/base/training_set.csv", dtype=str, keep_default_na=False)

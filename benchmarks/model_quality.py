@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from _common import demo_workspace, machine, workspace_spec
-from aoideft import checkpoint, csvdata, images, kpi, spec as tao_spec, trainer
+from aoideft import checkpoint, csvdata, images, kpi, spec_settings, trainer
 from aoideft.baselines import template_diff_scores
 from aoideft.inference import run_inference
 from aoideft.model import ChangeNetLite
@@ -37,7 +37,7 @@ def one_seed(root: Path, seed: int, threads: int, device: str, epochs: int | Non
     images_dir = workspace / "images"
     trained = run_inference(run / "best_val.pth", val_csv, images_dir, root / f"val_trained_{seed}.csv")
     # The untrained model: the same architecture, freshly initialised with the same seed.
-    settings = tao_spec.train_settings(spec)
+    settings = spec_settings.train_settings(spec)
     torch.manual_seed(seed)
     untrained_model = ChangeNetLite(trainer.arch_from_settings(settings, trainer.TrainOptions()))
     checkpoint.save_checkpoint(root / f"untrained_{seed}.pth", untrained_model.eval(), epoch=0, step=0, metrics={})

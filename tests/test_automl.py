@@ -8,11 +8,12 @@ import statistics
 
 import pytest
 
-from aoideft import automl
-from aoideft.automl import RecRecord, SearchParam
+from aoideft import automl, automl_space
+from aoideft.automl import RecRecord
+from aoideft.automl_space import SearchParam
 from aoideft.errors import InputError
 
-SCHEMA = automl.load_train_schema()
+SCHEMA = automl_space.load_train_schema()
 LR, WD, WIDTH, FLIP = ("train.optim.lr", "train.optim.weight_decay", "model.classify.learnable_difference_modules",
                        "dataset.classify.augmentation_config.random_flip.enable")
 PINNED = {"train.num_epochs": 8, "dataset.classify.batch_size": 32}
@@ -27,7 +28,7 @@ def space() -> list[SearchParam]:
         {"parameter": WIDTH, "valid_min": 1, "valid_max": 4},
         {"parameter": FLIP},
     ]
-    return automl.parse_search_space(entries, SCHEMA, PINNED)
+    return automl_space.parse_search_space(entries, SCHEMA, PINNED)
 
 
 def scored(proposals: list[dict], score) -> list[RecRecord]:
@@ -57,7 +58,7 @@ def test_types_come_from_the_schema(space):
 
 def test_log_scale_only_for_positive_ranges_spanning_two_decades():
     def parse(low, high):
-        return automl.parse_search_space([{"parameter": WD, "valid_min": low, "valid_max": high}], SCHEMA)[0]
+        return automl_space.parse_search_space([{"parameter": WD, "valid_min": low, "valid_max": high}], SCHEMA)[0]
 
     assert parse(1e-4, 1e-2).log          # ratio 100
     assert not parse(1e-3, 5e-2).log      # ratio 50
@@ -71,7 +72,7 @@ def test_enum_and_valid_options_make_categoricals():
         {"parameter": "train.classify.loss", "valid_options": ["ce"] + ["contrastive"]},
         {"parameter": WD, "valid_options": [1e-4, "1e-3"]},  # YAML reads 1e-3 as a string
     ]
-    optim, loss, wd = automl.parse_search_space(entries, SCHEMA)
+    optim, loss, wd = automl_space.parse_search_space(entries, SCHEMA)
     assert optim.choices == ("adamw", "adam", "sgd")
     assert loss.choices == ("ce", "contrastive")
     assert wd == SearchParam(WD, "categorical", choices=(1e-4, 1e-3))
@@ -80,7 +81,7 @@ def test_enum_and_valid_options_make_categoricals():
 def test_default_ranges_from_schema_or_documented_defaults():
     entries = [{"parameter": LR}, {"parameter": WIDTH},
                {"parameter": "dataset.classify.augmentation_config.random_flip.hflip_probability"}]
-    lr, width, hflip = automl.parse_search_space(entries, SCHEMA)
+    lr, width, hflip = automl_space.parse_search_space(entries, SCHEMA)
     assert (lr.low, lr.high, lr.log) == (1e-5, 1e-2, True)          # schema max is infinite
     assert (width.low, width.high) == (1, 4)                         # schema bounds
     assert (hflip.low, hflip.high) == (0.0, 1.0)
@@ -90,7 +91,7 @@ def test_default_ranges_from_schema_or_documented_defaults():
                                        ("valid_mni", "valid_min")])
 def test_unknown_range_keys_are_refused_with_a_hint(key, hint):
     with pytest.raises(InputError, match=rf"{LR}.*unknown key '{key}'.*Did you mean '{hint}'"):
-        automl.parse_search_space([{"parameter": LR, key: 1e-3}], SCHEMA)
+        automl_space.parse_search_space([{"parameter": LR, key: 1e-3}], SCHEMA)
 
 
 @pytest.mark.parametrize("entry, message", [
@@ -109,40 +110,40 @@ def test_unknown_range_keys_are_refused_with_a_hint(key, hint):
 ])
 def test_invalid_entries_name_the_parameter(entry, message):
     with pytest.raises(InputError, match=message) as info:
-        automl.parse_search_space([entry], SCHEMA)
+        automl_space.parse_search_space([entry], SCHEMA)
     assert entry["parameter"] in str(info.value)
 
 
 def test_unknown_parameter_suggests_the_nearest_schema_name():
     with pytest.raises(InputError, match=r"'train\.optim\.weight_decy' is not a .*'train\.optim\.weight_decay'"):
-        automl.parse_search_space([{"parameter": "train.optim.weight_decy"}], SCHEMA)
+        automl_space.parse_search_space([{"parameter": "train.optim.weight_decy"}], SCHEMA)
     with pytest.raises(InputError, match=r"pinned.*'train\.num_epoch'.*Did you mean 'train\.num_epochs'"):
-        automl.parse_search_space([], SCHEMA, {"train.num_epoch": 3})
+        automl_space.parse_search_space([], SCHEMA, {"train.num_epoch": 3})
 
 
 def test_sampling_a_pinned_parameter_is_an_error():
     with pytest.raises(InputError, match=r"train\.num_epochs is pinned to 8"):
-        automl.parse_search_space([{"parameter": "train.num_epochs", "valid_min": 2, "valid_max": 9}], SCHEMA, PINNED)
+        automl_space.parse_search_space([{"parameter": "train.num_epochs", "valid_min": 2, "valid_max": 9}], SCHEMA, PINNED)
 
 
 def test_math_cond_strict_bound_moves_the_edge_inward():
-    (p,) = automl.parse_search_space([{"parameter": "train.optim.momentum", "valid_min": 0.0, "valid_max": 1.0,
+    (p,) = automl_space.parse_search_space([{"parameter": "train.optim.momentum", "valid_min": 0.0, "valid_max": 1.0,
                                        "math_cond": "< 1.0"}], SCHEMA)
     assert p.low == 0.0 and 0.99 < p.high < 1.0   # the entry's math_cond replaces the schema's '> 0.0'
-    (default,) = automl.parse_search_space([{"parameter": "train.optim.momentum", "valid_min": 0.0}], SCHEMA)
+    (default,) = automl_space.parse_search_space([{"parameter": "train.optim.momentum", "valid_min": 0.0}], SCHEMA)
     assert 0.0 < default.low < 0.01                 # the schema's '> 0.0'
-    (q,) = automl.parse_search_space([{"parameter": WIDTH, "math_cond": "> 2"}], SCHEMA)
+    (q,) = automl_space.parse_search_space([{"parameter": WIDTH, "math_cond": "> 2"}], SCHEMA)
     assert (q.low, q.high) == (3, 4)
 
 
 def test_default_search_space_is_classify_only_and_honours_ignored():
-    names = [e["parameter"] for e in automl.default_search_space(SCHEMA)]
+    names = [e["parameter"] for e in automl_space.default_search_space(SCHEMA)]
     assert LR in names and "dataset.classify.fpratio_sampling" in names and WIDTH in names
     assert not [n for n in names if n.startswith("dataset.segment.")]
     assert all(n.startswith(("train.optim.", "model.classify.", "dataset.classify.")) for n in names)
-    fewer = automl.default_search_space(SCHEMA, ignored={WIDTH, "train.optim.momentum"})
+    fewer = automl_space.default_search_space(SCHEMA, ignored={WIDTH, "train.optim.momentum"})
     assert {e["parameter"] for e in fewer} == set(names) - {WIDTH, "train.optim.momentum"}
-    assert len(automl.parse_search_space(fewer, SCHEMA, PINNED)) == len(fewer)
+    assert len(automl_space.parse_search_space(fewer, SCHEMA, PINNED)) == len(fewer)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,7 +191,7 @@ def test_proposals_respect_ranges_options_and_pinned_values(space):
 def test_option_weights_bias_the_choice_and_round_trip_through_records():
     entries = [{"parameter": "train.optim.optim", "valid_options": ["adamw", "sgd"], "option_weights": [1, 9]},
                {"parameter": LR, "valid_min": 1e-5, "valid_max": 1e-2}]
-    weighted = automl.parse_search_space(entries, SCHEMA)
+    weighted = automl_space.parse_search_space(entries, SCHEMA)
     proposals = automl.propose_round(weighted, [], list(range(200)), algorithm="random", seed=2)
     share_sgd = sum(p["params"]["train.optim.optim"] == "sgd" for p in proposals) / len(proposals)
     assert 0.8 < share_sgd < 0.97
@@ -243,7 +244,7 @@ def test_a_record_outside_the_space_is_refused(space):
 
 
 def test_a_small_discrete_space_is_covered_without_duplicates():
-    tiny = automl.parse_search_space([{"parameter": WIDTH, "valid_min": 1, "valid_max": 3}], SCHEMA)
+    tiny = automl_space.parse_search_space([{"parameter": WIDTH, "valid_min": 1, "valid_max": 3}], SCHEMA)
     for algorithm in automl.ALGORITHMS:
         proposals = automl.propose_round(tiny, [], [0, 1, 2], algorithm=algorithm, seed=0)
         assert sorted(p["params"][WIDTH] for p in proposals) == [1, 2, 3]
@@ -326,7 +327,7 @@ def test_leaderboard_cli(tmp_path, capsys):
 def test_the_last_unseen_point_of_an_exhausted_discrete_space_is_found():
     entries = [{"parameter": WIDTH}, {"parameter": FLIP},
                {"parameter": "dataset.classify.augmentation_config.random_rotate.enable"}]
-    discrete = automl.parse_search_space(entries, SCHEMA)
+    discrete = automl_space.parse_search_space(entries, SCHEMA)
     every = automl.propose_round(discrete, [], list(range(16)), algorithm="random", seed=0)
     assert len({point(p, discrete) for p in every}) == 16
     finished = scored(every[:15], lambda params: float(params[WIDTH]))

@@ -15,9 +15,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from aoideft import cli, csvdata, spec as tao_spec
+from aoideft import cli, csvdata, spec as tao_spec, spec_settings
 from aoideft.deft import sdg
-from aoideft.demo import bare_board, defects, scene, smt, workspace
+from aoideft.demo import bare_board, defects, render, scene, smt, workspace
 from aoideft.demo.workspace import WORLDS, DemoConfig, generate_workspace
 from aoideft.errors import InputError
 
@@ -202,7 +202,7 @@ def test_spec_is_tao_yaml_for_the_embedded_model(tiny):
     assert train["classify"] == {"loss": "ce", "cls_weight": [1.0, 10.0]}
     assert raw["task"] == "classify"
     # TAO's schemas accept every key; relative dataset paths resolve inside the workspace.
-    settings = tao_spec.train_settings(tao_spec.load_spec(ws / "specs/baseline_spec.yaml"), ws)
+    settings = spec_settings.train_settings(tao_spec.load_spec(ws / "specs/baseline_spec.yaml"), ws)
     assert settings.lights == lights
     for path in (settings.train_csv, settings.val_csv, settings.infer_csv):
         assert Path(path).is_file()
@@ -324,7 +324,7 @@ def _pair_difference(comp: str, label: str, severity: float, seed: int) -> float
     golden, test = base, base
     if label != "PASS":
         golden, test, _ = defects.apply_defect(base, base, label, severity, rng)
-    images = scene.render_pair(golden, test, (scene.Camera(), scene.Camera()), 32, scene.LIGHTS)
+    images = render.render_pair(golden, test, (scene.Camera(), scene.Camera()), 32, scene.LIGHTS)
     return float(np.mean([np.abs(images[1][light] - images[0][light]).mean() for light in scene.LIGHTS]))
 
 

@@ -71,15 +71,15 @@ def test_mismatched_shapes_are_refused():
 
 
 def test_the_trainer_registers_by_default_within_a_quarter_of_small_images(tmp_path):
-    from aoideft import spec as spec_module, trainer
+    from aoideft import spec_settings, trainer
     from test_trainer import make_spec
 
     data = {"train": tmp_path / "t.csv", "val": tmp_path / "v.csv", "images_dir": tmp_path}
     for size, reach in ((32, 4.0), (8, 2.0)):
-        settings = spec_module.train_settings(make_spec(data, size=size))
+        settings = spec_settings.train_settings(make_spec(data, size=size))
         arch = trainer.arch_from_settings(settings, trainer.TrainOptions())
         assert (arch.align, arch.align_max_shift_px, arch.shift_tolerance_px) == ("phase_blur", reach, 0.0)
-    settings = spec_module.train_settings(make_spec(data))
+    settings = spec_settings.train_settings(make_spec(data))
     old = trainer.arch_from_settings(settings, trainer.TrainOptions(align="none", align_max_shift_px=3.0))
     assert (old.align, old.align_max_shift_px) == ("none", 3.0)
 

@@ -10,7 +10,6 @@ import yaml
 from aoideft.errors import InputError
 from aoideft.spec import (
     UNHONOURED_KEYS,
-    AugmentationSettings,
     deep_merge,
     flatten_spec,
     get_dotted,
@@ -18,10 +17,10 @@ from aoideft.spec import (
     resolve_interpolations,
     schema_default,
     set_dotted,
-    train_settings,
     validate_spec,
     with_overrides,
 )
+from aoideft.spec_settings import AugmentationSettings, train_settings
 
 BASELINE = Path(__file__).parent / "data" / "tao_baseline_spec.yaml"
 

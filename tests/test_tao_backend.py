@@ -22,7 +22,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from aoideft import fsutil, spec as tao_spec
+from aoideft import fsutil, spec as tao_spec, spec_settings
 from aoideft.backend import TaoBackend, get_backend
 from aoideft.checkpoint import epoch_and_step, save_checkpoint
 from aoideft.errors import InputError
@@ -385,7 +385,7 @@ def test_the_smoke_config_lists_what_is_missing_here(tmp_path):
 def test_a_ready_tao_setup_passes_the_preflight_and_plans_the_run(tmp_path, tiny_workspace):
     _fake_docker(tmp_path / "bin")
     (tmp_path / "C-RADIOv2_B.pth").write_bytes(b"weights")
-    settings = tao_spec.train_settings(tao_spec.load_spec(tiny_workspace / "specs" / "baseline_spec.yaml"))
+    settings = spec_settings.train_settings(tao_spec.load_spec(tiny_workspace / "specs" / "baseline_spec.yaml"))
     arch = ModelArch(lights=settings.lights, image_ext=settings.image_ext, image_width=32, image_height=32)
     save_checkpoint(tmp_path / "embedder.pth", ChangeNetLite(arch), epoch=0, step=0, metrics={})
     config = tiny_config(tiny_workspace, tmp_path / "run", backend="tao")

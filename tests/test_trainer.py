@@ -19,13 +19,13 @@ import pytest
 import torch
 from PIL import Image
 
-from aoideft import kpi, trainer
+from aoideft import kpi, spec_settings, trainer
 from aoideft.augment import augment_pairs
 from aoideft.checkpoint import build_model_from_checkpoint, load_checkpoint
 from aoideft.errors import InputError
 from aoideft.inference import predict
 from aoideft.model import ChangeNetLite, ModelArch
-from aoideft.spec import AugmentationSettings
+from aoideft.spec_settings import AugmentationSettings
 
 LIGHTS = ("SolderLight", "UniformLight")
 DEFECT_LABELS = ("MISSING", "BRIDGE", "EXCESS_SOLDER")
@@ -263,9 +263,8 @@ def test_training_lowers_validation_loss(tmp_path):
 
 def _untrained_val_loss(spec: dict) -> float:
     """Weighted CE on validation of a freshly initialised model with the run's seed."""
-    from aoideft import spec as spec_module
 
-    settings = spec_module.train_settings(spec)
+    settings = spec_settings.train_settings(spec)
     trainer.seed_everything(settings.seed)
     model = trainer.ChangeNetLite(trainer.arch_from_settings(settings, trainer.TrainOptions(**OPTIONS)))
     val = trainer.load_pairs(settings.val_csv, settings.val_images_dir, model.arch, 1, "validation")

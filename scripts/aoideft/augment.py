@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from aoideft.errors import InputError
-from aoideft.spec import AugmentationSettings
+from aoideft.spec_settings import AugmentationSettings
 
 _GRAY = (0.299, 0.587, 0.114)
 # RGB -> YIQ; a hue shift is a rotation of the (I, Q) chroma plane, one 3x3 matrix per pair.

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from aoideft import csvdata, fsutil, inference, kpi, spec as tao_spec, trainer
+from aoideft import csvdata, fsutil, inference, kpi, spec as tao_spec, spec_settings, trainer
 from aoideft.errors import InputError
 from aoideft.tao import outputs as tao_outputs, runtime as tao_runtime, specs as tao_specs
 
@@ -199,7 +199,7 @@ class TaoBackend:
 
     def _score(self, spec: dict, checkpoint: Path, csv_path: Path, images_dir: Path, out_csv: Path) -> pd.DataFrame:
         """TAO inference of ``checkpoint`` on ``csv_path``; ``out_csv`` = the CSV + siamese_score."""
-        settings = tao_spec.train_settings(spec)
+        settings = spec_settings.train_settings(spec)
         rows = csvdata.read_pairs_csv(csv_path, images_dir=images_dir, lights=settings.lights,
                                       image_ext=settings.image_ext, check_files=False, source=str(csv_path))
         work = out_csv.parent.resolve() / f"tao_{out_csv.stem}"

@@ -20,7 +20,7 @@ COMMANDS = {
     "infer": ("aoideft.inference", "infer_main"),
     "embed": ("aoideft.inference", "embed_main"),
     "evaluate": ("aoideft.kpi_report", "main"),
-    "spec": ("aoideft.spec", "main"),
+    "spec": ("aoideft.spec_settings", "main"),
     "check-csv": ("aoideft.csvdata", "main"),
 }
 

@@ -363,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     image_ext = args.image_ext
     try:
         if args.spec:
-            from aoideft.spec import clamp_checkpoint_interval, load_spec, train_settings
+            from aoideft.spec import clamp_checkpoint_interval, load_spec
+            from aoideft.spec_settings import train_settings
 
             spec = load_spec(args.spec)
             clamp_checkpoint_interval(spec)  # as the workflow's job specs

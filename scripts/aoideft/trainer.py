@@ -45,14 +45,14 @@ import torch
 import yaml
 from torch import nn
 
-from aoideft import fsutil, kpi, progress, spec as spec_module
+from aoideft import fsutil, kpi, progress, spec as spec_module, spec_settings
 from aoideft.augment import augment_pairs
 from aoideft.checkpoint import checkpoint_name, load_pretrained_weights, save_checkpoint
 from aoideft.decode_cache import DecodeCache
 from aoideft.errors import InputError
 from aoideft.inference import autocast, decode_for_arch, predict, prepare_model, resolve_device
 from aoideft.model import ChangeNetLite, ModelArch, defect_scores
-from aoideft.spec import AugmentationSettings, TrainSettings
+from aoideft.spec_settings import AugmentationSettings, TrainSettings
 
 STEP_POLICY_FACTOR = 0.1
 DEFAULT_ALIGN_REACH_PX = 4.0
@@ -505,7 +505,7 @@ def train_from_spec(
     if options.verbose:
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
-    settings = spec_module.train_settings(spec, base_dir=spec_base_dir, source=source)
+    settings = spec_settings.train_settings(spec, base_dir=spec_base_dir, source=source)
     return train(settings, results_dir, pretrained=pretrained, options=options, spec_notes=notes)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import defects, scene, sensor
+from .render import render_pair
 from .world import ComponentInfo, Gap, RenderedRow, World
 
 LIGHTS = ("SolderLight", "UniformLight", "LowAngleLight", "WhiteLight")
@@ -71,7 +72,7 @@ def render(plan: Any, config: Any, rng: np.random.Generator, golden_rng: np.rand
     if plan.label != defects.PASS_LABEL:
         severity = float(rng.uniform(0.0, 1.0))
         golden, test, params = defects.apply_defect(golden, test, plan.label, severity, rng)
-    rendered = scene.render_pair(golden, test, (nuisance.golden.camera, nuisance.test.camera), config.image_size, lights)
+    rendered = render_pair(golden, test, (nuisance.golden.camera, nuisance.test.camera), config.image_size, lights)
     images = []
     for light_images, capture in zip(rendered, (nuisance.golden, nuisance.test)):
         pixels = sensor.capture(np.stack([light_images[light] for light in lights]), capture.gains, capture.gammas,

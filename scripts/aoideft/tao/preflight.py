@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import spec as tao_spec
+from .. import spec as tao_spec, spec_settings
 from ..errors import InputError
 from . import runtime, specs
 
@@ -83,7 +83,7 @@ def _check_embedding_checkpoint(setup: runtime.TaoSetup, spec: dict | None, pinn
         out.problems.append(f"embedding checkpoint: {error}")
         return
     # The job specs' lights: the spec with the pinned values (with_overrides clamps checkpoint_interval).
-    wanted = tao_spec.train_settings(tao_spec.with_overrides(spec, pinned)).lights if spec is not None else lights
+    wanted = spec_settings.train_settings(tao_spec.with_overrides(spec, pinned)).lights if spec is not None else lights
     if lights != wanted:
         out.problems.append(f"embedding checkpoint {path} was trained on lights {', '.join(lights)} but the spec "
                             f"uses {', '.join(wanted)}: train it on this workspace")

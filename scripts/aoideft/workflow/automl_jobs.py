@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .. import automl, fsutil, spec as tao_spec
+from .. import automl, automl_space, fsutil, spec as tao_spec
 from ..errors import InputError
 from . import checkpoints, state_hooks
 from .settings import RunSettings, model_backend
@@ -46,14 +46,14 @@ def pinned_params(settings: RunSettings, phase: str) -> dict[str, Any]:
     return pinned
 
 
-def search_space(settings: RunSettings, phase: str) -> list[automl.SearchParam]:
-    schema = automl.load_train_schema()
+def search_space(settings: RunSettings, phase: str) -> list[automl_space.SearchParam]:
+    schema = automl_space.load_train_schema()
     # TAO honours every key; only the embedded model leaves some without effect.
     ignored = tao_spec.EMBEDDED_IGNORED_KEYS if settings.config["backend"] == "embedded" else frozenset()
-    entries = settings.automl["search_space"] or automl.default_search_space(schema, ignored=frozenset(ignored))
+    entries = settings.automl["search_space"] or automl_space.default_search_space(schema, ignored=frozenset(ignored))
     pinned = pinned_params(settings, phase)
     entries = [e for e in entries if e["parameter"] not in pinned]
-    return automl.parse_search_space(entries, schema, pinned)
+    return automl_space.parse_search_space(entries, schema, pinned)
 
 
 def first_trial_params(settings: RunSettings, phase: str, space) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from .. import csvdata, fsutil, pair_content, spec as tao_spec
+from .. import csvdata, fsutil, pair_content, spec as tao_spec, spec_settings
 from ..decode_cache import SIXTEEN_BIT_MODES
 from ..errors import InputError
 from ..pair_content import LEAKAGE_PAIRS, PoolContent
@@ -102,7 +102,7 @@ def check_workspace(settings: RunSettings, *, check_files: bool = True) -> Works
     )
 
 
-def run_spec_settings(settings: RunSettings, spec: dict[str, Any]) -> tuple[tao_spec.TrainSettings, list[str]]:
+def run_spec_settings(settings: RunSettings, spec: dict[str, Any]) -> tuple[spec_settings.TrainSettings, list[str]]:
     """The settings every Phase 1 job trains with (the spec with ``automl.pinned`` applied) and the
     pre-flight's notes on it. A pinned value is checked against TAO's schema like a spec value, and
     the merged spec like a spec (``train.num_epochs: 0`` would otherwise fail every trial later)."""
@@ -114,7 +114,7 @@ def run_spec_settings(settings: RunSettings, spec: dict[str, Any]) -> tuple[tao_
     merged = tao_spec.deep_merge(spec, pinned)
     clamped = tao_spec.clamp_checkpoint_interval(merged)  # what with_overrides does to every job spec
     source = f"{settings.spec_path} with {PINNED_SOURCE}" if pinned else str(settings.spec_path)
-    return tao_spec.train_settings(merged, source=source), [clamped] if clamped else []
+    return spec_settings.train_settings(merged, source=source), [clamped] if clamped else []
 
 
 def bit_depth_notes(settings: RunSettings, images: dict[str, csvdata.ImageCheck], sources: dict[str, str]) -> list[str]:
