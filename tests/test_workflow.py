@@ -259,6 +259,24 @@ def test_hard_stop_skips_phase3(tiny_run, tmp_path):
     assert "Phase 3 skipped" in (run / "DEFT_Loop_Report.html").read_text()
 
 
+def test_phase3_without_a_winner_delivers_the_loops_model(tiny_run, tmp_path):
+    """Every Phase 3 trial collapsed: final_automl/best.pth is the DEFT loop's delivered checkpoint,
+    the run finishes and says why, instead of failing after the whole loop."""
+    run, config = _copy_run(tiny_run, tmp_path)
+    for result in sorted((run / "final_automl").glob("rec*/result.json")):
+        document = read_json(result)
+        result.write_text(json.dumps({**document, "collapsed": True}))  # newer than best_rec.json: select reruns
+    run_snakemake(config, tmp_path / "config.yaml")
+    best_rec = read_json(run / "final_automl/best_rec.json")
+    assert "Phase 3 found no winner" in best_rec["message"] and "rec0: collapsed" in best_rec["message"]
+    summary = read_json(run / "deft/summary.json")
+    loop_checkpoint = run / summary["best"]["best_ckpt_path"]
+    assert (run / "final_automl/best.pth").read_bytes() == loop_checkpoint.read_bytes()
+    assert read_json(run / "best_model.json")["iteration"] == summary["best"]["iteration"]
+    entry = state.read_state(run / "deft_state.json")["iterations"]["final_automl"]
+    assert entry["source"] == "deft_incumbent" and "Phase 3 found no winner" in (run / "loop_log.jsonl").read_text()
+
+
 def _restart_loop_at(run: Path, n: int) -> None:
     """Remove iteration n's decision and everything after it, as if the loop had just trained iter n."""
     (run / f"iter{n}/decision.json").unlink()

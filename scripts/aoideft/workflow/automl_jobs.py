@@ -170,7 +170,20 @@ def select(settings: RunSettings, phase: str, outputs: dict[str, Path]) -> None:
         return
     total, _ = phase_counts(settings, phase)
     records = automl.read_rec_records(phase_dir, list(range(total)), metric=settings.automl["metric"])
-    best = automl.select_best(records, "minimize")
+    try:
+        best = automl.select_best(records, "minimize")
+    except InputError as error:
+        if phase != PHASE3:
+            raise  # Phase 1 has nothing else to deliver
+        # Phase 3 refines a model the loop already delivered: its trials all collapsing leaves that one.
+        summary = fsutil.read_json(settings.run_dir / "deft" / "summary.json")
+        message = (f"Phase 3 found no winner ({error}); final_automl/best.pth is the DEFT loop's delivered "
+                   f"checkpoint ({summary['best']['iteration']})")
+        _deliver_deft_checkpoint(settings, outputs, message)
+        state_hooks.commit(settings, "final_automl", "train", 0.0, message,
+                           fields={"source": "deft_incumbent", "rec_id": None,
+                                   "best_ckpt_path": str(outputs["checkpoint"].relative_to(settings.run_dir))})
+        return
     rec_dir = phase_dir / f"rec{best.rec_id}"
     ckpts = checkpoints.checkpoint_paths(rec_dir / "result.json")
     with fsutil.atomic_path(outputs["checkpoint"]) as tmp:
@@ -197,12 +210,19 @@ def select(settings: RunSettings, phase: str, outputs: dict[str, Path]) -> None:
 def _select_skipped(settings: RunSettings, outputs: dict[str, Path]) -> None:
     """DEFT hard-stopped: Phase 3 does not run; the deliverable is the best DEFT checkpoint."""
     summary = fsutil.read_json(settings.run_dir / "deft" / "summary.json")
+    message = (f"Phase 3 skipped: the DEFT loop hard-stopped ({summary['stop_reason']}); "
+               f"final_automl/best.pth is the best DEFT checkpoint ({summary['best']['iteration']})")
+    _deliver_deft_checkpoint(settings, outputs, message)
+    state_hooks.note_phase3_skipped(settings, message)
+
+
+def _deliver_deft_checkpoint(settings: RunSettings, outputs: dict[str, Path], message: str) -> None:
+    """Phase 3's outputs hold the DEFT loop's delivered checkpoint (``message`` says why)."""
+    summary = fsutil.read_json(settings.run_dir / "deft" / "summary.json")
     best_ckpt = settings.run_dir / summary["best"]["best_ckpt_path"]
     with fsutil.atomic_path(outputs["checkpoint"]) as tmp:
         shutil.copyfile(best_ckpt, tmp)
     fsutil.write_yaml(outputs["spec"], base_spec(settings, PHASE3))
-    message = (f"Phase 3 skipped: the DEFT loop hard-stopped ({summary['stop_reason']}); "
-               f"final_automl/best.pth is the best DEFT checkpoint ({summary['best']['iteration']})")
     print(message)
     fsutil.write_json(outputs["best_rec"], {
         "schema_version": 1, "phase": PHASE3, "skipped": True, "message": message,
@@ -211,4 +231,3 @@ def _select_skipped(settings: RunSettings, outputs: dict[str, Path]) -> None:
                  "checkpoint_uri": str(outputs["checkpoint"].relative_to(settings.run_dir))},
         "checkpoints": {"best_val": "best.pth", "latest": "best.pth"},
     })
-    state_hooks.note_phase3_skipped(settings, message)

@@ -69,10 +69,14 @@ def pick_best(settings: RunSettings, out_model: Path, out_spec: Path) -> None:
     })
     fsutil.write_json(out_model, document)
     inference_spec = tao_spec.load_spec(run / spec_rel)
+    trained_seed = tao_spec.get_dotted(inference_spec, "train.seed")
     overrides = {
         "model.classify.eval_margin": float(threshold),
         "dataset.classify.augmentation_config.augment": False,
         "inference.checkpoint": str(run / entry["best_ckpt_path"]),
+        # The seed the delivered model trained with, whichever phase made it (a DEFT retrain's spec
+        # names it; Phase 1 and 3 trials train with the spec's own or TAO's default): one shape of file.
+        "train.seed": int(tao_spec.schema_default("train.seed") if trained_seed is None else trained_seed),
         "dataset.classify.infer_dataset.csv_path": str(settings.kpi_csv),
         "dataset.classify.infer_dataset.images_dir": str(settings.images_dir),
     }
