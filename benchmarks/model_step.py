@@ -118,6 +118,12 @@ def main() -> None:
     torch.backends.cudnn.benchmark = True
     started = time.perf_counter()
     rows, skipped = [], []
+
+    def save() -> None:
+        if args.out:
+            args.out.write_text(json.dumps({"machine": machine(), "args": vars(args) | {"out": str(args.out)},
+                                            "rows": rows, "skipped": skipped}, indent=2))
+
     for variant in args.variants:  # variant-major: the cheap eager variants finish first
         for size in args.image_sizes:
             for batch in args.batch_sizes:
@@ -126,9 +132,7 @@ def main() -> None:
                     continue
                 rows.append(measure(variant, size, batch, steps=args.steps, repeats=args.repeats, device=device))
                 print(json.dumps(rows[-1]), flush=True)
-                if args.out:
-                    args.out.write_text(json.dumps({"machine": machine(), "args": vars(args) | {"out": str(args.out)},
-                                                    "rows": rows, "skipped": skipped}, indent=2))
+                save()
     shipped = {(r["image_size"], r["batch_size"]): r["pairs_per_second"] for r in rows if r["variant"] == "shipped"}
     print(f"machine: {machine()}")
     print("| variant | image | batch | pairs/s | vs shipped | warm-up s |")
@@ -140,9 +144,7 @@ def main() -> None:
               f"{r['warmup_seconds']:.1f} |")
     if skipped:
         print(f"skipped after the deadline: {len(skipped)} cells")
-    if args.out:
-        args.out.write_text(json.dumps({"machine": machine(), "args": vars(args) | {"out": str(args.out)},
-                                        "rows": rows, "skipped": skipped}, indent=2))
+    save()
 
 
 if __name__ == "__main__":

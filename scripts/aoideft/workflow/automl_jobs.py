@@ -165,24 +165,25 @@ def train_rec(settings: RunSettings, phase: str, rec_id: int, proposals_path: Pa
 
 def select(settings: RunSettings, phase: str, outputs: dict[str, Path]) -> None:
     phase_dir = settings.run_dir / phase
-    if phase == PHASE3 and fsutil.read_json(settings.run_dir / "deft" / "summary.json")["phase3"]["skip"]:
-        _select_skipped(settings, outputs)
+    summary = fsutil.read_json(settings.run_dir / "deft" / "summary.json") if phase == PHASE3 else None
+    if summary is not None and summary["phase3"]["skip"]:
+        message = (f"Phase 3 skipped: the DEFT loop hard-stopped ({summary['stop_reason']}); "
+                   f"final_automl/best.pth is the best DEFT checkpoint ({summary['best']['iteration']})")
+        _deliver_deft_checkpoint(settings, outputs, summary, message)
+        state_hooks.note_phase3_skipped(settings, message)
         return
     total, _ = phase_counts(settings, phase)
     records = automl.read_rec_records(phase_dir, list(range(total)), metric=settings.automl["metric"])
     try:
         best = automl.select_best(records, "minimize")
     except InputError as error:
-        if phase != PHASE3:
+        if summary is None:
             raise  # Phase 1 has nothing else to deliver
         # Phase 3 refines a model the loop already delivered: its trials all collapsing leaves that one.
-        summary = fsutil.read_json(settings.run_dir / "deft" / "summary.json")
         message = (f"Phase 3 found no winner ({error}); final_automl/best.pth is the DEFT loop's delivered "
                    f"checkpoint ({summary['best']['iteration']})")
-        _deliver_deft_checkpoint(settings, outputs, message)
-        state_hooks.commit(settings, "final_automl", "train", 0.0, message,
-                           fields={"source": "deft_incumbent", "rec_id": None,
-                                   "best_ckpt_path": str(outputs["checkpoint"].relative_to(settings.run_dir))})
+        _deliver_deft_checkpoint(settings, outputs, summary, message)
+        state_hooks.note_phase3_without_winner(settings, message, str(outputs["checkpoint"].relative_to(settings.run_dir)))
         return
     rec_dir = phase_dir / f"rec{best.rec_id}"
     ckpts = checkpoints.checkpoint_paths(rec_dir / "result.json")
@@ -207,18 +208,10 @@ def select(settings: RunSettings, phase: str, outputs: dict[str, Path]) -> None:
         state_hooks.register_final_automl(settings, document)
 
 
-def _select_skipped(settings: RunSettings, outputs: dict[str, Path]) -> None:
-    """DEFT hard-stopped: Phase 3 does not run; the deliverable is the best DEFT checkpoint."""
-    summary = fsutil.read_json(settings.run_dir / "deft" / "summary.json")
-    message = (f"Phase 3 skipped: the DEFT loop hard-stopped ({summary['stop_reason']}); "
-               f"final_automl/best.pth is the best DEFT checkpoint ({summary['best']['iteration']})")
-    _deliver_deft_checkpoint(settings, outputs, message)
-    state_hooks.note_phase3_skipped(settings, message)
-
-
-def _deliver_deft_checkpoint(settings: RunSettings, outputs: dict[str, Path], message: str) -> None:
-    """Phase 3's outputs hold the DEFT loop's delivered checkpoint (``message`` says why)."""
-    summary = fsutil.read_json(settings.run_dir / "deft" / "summary.json")
+def _deliver_deft_checkpoint(settings: RunSettings, outputs: dict[str, Path], summary: dict[str, Any],
+                             message: str) -> None:
+    """Phase 3's outputs hold the DEFT loop's delivered checkpoint (``summary``: deft/summary.json;
+    ``message`` says why): the loop hard-stopped, or no Phase 3 trial can win."""
     best_ckpt = settings.run_dir / summary["best"]["best_ckpt_path"]
     with fsutil.atomic_path(outputs["checkpoint"]) as tmp:
         shutil.copyfile(best_ckpt, tmp)

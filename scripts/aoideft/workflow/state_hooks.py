@@ -83,6 +83,12 @@ def note_phase3_skipped(settings: RunSettings, message: str) -> None:
            fields={"skipped": True, "status": "skipped"})
 
 
+def note_phase3_without_winner(settings: RunSettings, message: str, checkpoint_uri: str) -> None:
+    """Every Phase 3 trial collapsed or failed: final_automl holds the DEFT loop's delivered checkpoint."""
+    commit(settings, "final_automl", "train", 0.0, message,
+           fields={"source": "deft_incumbent", "rec_id": None, "best_ckpt_path": checkpoint_uri})
+
+
 def start_iteration(settings: RunSettings, n: int) -> None:
     """Iteration n starts (again): its entry, later iterations' and Phase 3's describe a run that is
     being redone, so they go; each stage of this run writes its own fields back."""
