@@ -141,7 +141,7 @@ def test_documented_gaps_hold_in_csvs_truth_and_manifest(tiny):
 def test_default_plan_puts_half_the_kpi_gap_rate_into_validation(kind):
     config = DemoConfig.from_preset("default", kind=kind, seed=7)
     plans = {s.name: workspace.plan_split(s, config) for s in workspace.SPLITS}
-    assert [len(plans[n]) for n in ("train", "val", "kpi", "pool")] == [400, 600, 800, 1500]
+    assert [len(plans[n]) for n in ("train", "val", "kpi", "pool")] == [400, 200, 400, 1500]
 
     def share(name, predicate, among_defects=False):
         rows = [p for p in plans[name] if p.label != "PASS" or not among_defects]

@@ -153,7 +153,7 @@ class DemoConfig:
 # Sizes per preset (both worlds); lights default to the world's (SMT 2, bare board 1).
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(image_size=32, train=60, val=40, kpi=60, pool=120, synthetic_pairs=4, workers=1),
-    "default": dict(image_size=64, train=400, val=600, kpi=800, pool=1500, synthetic_pairs=16, pass_share=0.8,
+    "default": dict(image_size=64, train=400, val=200, kpi=400, pool=1500, synthetic_pairs=16, pass_share=0.8,
                     workers=2),
     # GPU scale, about a real workspace's size; generated on every core.
     "large": dict(image_size=64, train=6000, val=4500, kpi=15000, pool=20000, synthetic_pairs=64, pass_share=0.9,
