@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from aoideft import images
 from aoideft.csvdata import image_file
 from aoideft.errors import InputError
 from aoideft.images import decode_pairs, stack_lights
@@ -45,18 +46,31 @@ def chw(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
 
 
-def test_decode_round_trip_keeps_pixels_light_order_and_labels(tmp_path):
-    frame, pixels = make_pairs(tmp_path, 40)  # > one 32-row chunk, so several thread-pool tasks
+@pytest.mark.parametrize("worker_processes", [False, True])
+def test_decode_round_trip_keeps_pixels_light_order_and_labels(tmp_path, monkeypatch, worker_processes):
+    if worker_processes:  # the path of large frames: forked workers writing into shared memory
+        monkeypatch.setattr(images, "PROCESS_MIN_ROWS", 1)
+    frame, pixels = make_pairs(tmp_path, 140)  # > two 64-row chunks, so several worker tasks
     pairs = decode_pairs(frame, images_dir=tmp_path, lights=LIGHTS, image_ext=EXT, size=(6, 4), num_threads=2)
-    assert pairs.test.shape == pairs.golden.shape == (40, 2, 3, 4, 6)
+    assert pairs.test.shape == pairs.golden.shape == (140, 2, 3, 4, 6)
     assert pairs.test.dtype == torch.uint8 and pairs.labels.dtype == torch.int64
-    assert pairs.labels.tolist() == [index % 2 for index in range(40)]
-    for index in (0, 17, 39):
+    assert pairs.labels.tolist() == [index % 2 for index in range(140)]
+    for index in range(140):
         for slot, light in enumerate(LIGHTS):
             test_path = image_file(tmp_path, f"b{index}/test", f"C{index}", light, EXT)
             golden_path = image_file(tmp_path, f"b{index}/golden", f"C{index}", light, EXT)
             assert torch.equal(pairs.test[index, slot], chw(pixels[test_path]))
             assert torch.equal(pairs.golden[index, slot], chw(pixels[golden_path]))
+
+
+def test_worker_processes_report_the_earliest_bad_row(tmp_path, monkeypatch):
+    monkeypatch.setattr(images, "PROCESS_MIN_ROWS", 1)
+    frame, _ = make_pairs(tmp_path, 200)
+    for index in (150, 90):  # two bad rows in different chunks: the earlier one is named
+        image_file(tmp_path, f"b{index}/golden", f"C{index}", "UniformLight", EXT).unlink()
+    with pytest.raises(InputError, match=r"x\.csv: row 91 \(UniformLight\): image file not found: .*C90_UniformLight"):
+        decode_pairs(frame, images_dir=tmp_path, lights=LIGHTS, image_ext=EXT, size=(6, 4), source="x.csv",
+                     num_threads=2)
 
 
 def test_decode_resizes_bilinear_and_converts_to_gray(tmp_path):

@@ -3,9 +3,11 @@ layouts of the light images of a pair."""
 
 from __future__ import annotations
 
+import mmap
+import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +20,11 @@ from aoideft.errors import InputError
 from aoideft.progress import Progress
 
 CONCAT_TYPES = ("linear", "grid", "channels")
-_DECODE_CHUNK = 32  # rows per thread-pool task
+_DECODE_CHUNK = 64  # rows per worker task
+# Decoding a small image is mostly Python work under the GIL: threads were slower than one (1,500
+# pairs of 64-px JPEGs, 2 threads 3.5-4.4 s, one 2.3-2.5 s), so frames this large are decoded in
+# forked worker processes, smaller ones in this process (a worker costs a fork).
+PROCESS_MIN_ROWS = 512
 
 
 @dataclass
@@ -53,9 +59,9 @@ def decode_pairs(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lights: 
     """Decode every light image of every row of a pair frame (see csvdata) into memory.
 
     Each image is converted to RGB (``channels=3``) or L (``channels=1``) and resized bilinearly to
-    ``size`` = (width, height) when it differs. Decoding runs in ``num_threads`` threads (PIL releases
-    the GIL while decoding). An unreadable file, or test and golden of one row and light with
-    different sizes, is an InputError naming ``source`` (the CSV), the 1-based row and the file.
+    ``size`` = (width, height) when it differs. At least PROCESS_MIN_ROWS rows to decode are decoded
+    by ``num_threads`` worker processes writing into shared memory. An unreadable file, or test and
+    golden of one row and light with different sizes, is an InputError naming ``source`` (the CSV), the 1-based row and the file.
     With a ``cache``, rows it holds are copied instead of decoded and the frame becomes an entry.
     ``prepare`` runs on the rows decoded here (not on cached ones: the cache holds prepared rows).
     ``before_decoding`` (the caller's file checks) runs once before any row is decoded from its files,
@@ -66,7 +72,7 @@ def decode_pairs(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lights: 
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     width, height = size
     shape = (len(frame), len(lights), channels, height, width)
-    test, golden = np.empty(shape, np.uint8), np.empty(shape, np.uint8)
+    test, golden = _shared_array(shape), _shared_array(shape)
     arrays = {"golden": golden, "test": test}
     if prepare is not None:
         arrays["shifts"] = np.zeros((len(frame), 2), np.float32)
@@ -93,38 +99,28 @@ def decode_pairs(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lights: 
         return row_key([file_identity(path, where) for where, *paths in files(index) for path in paths])
 
     todo = list(range(len(rows)))
-    with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
-        def each(function, indices, progress: Progress | None = None):
-            chunks = [indices[start:start + _DECODE_CHUNK] for start in range(0, len(indices), _DECODE_CHUNK)]
-            values = []
-            # Consuming the results in order re-raises the error of the earliest failing chunk.
-            for chunk in pool.map(lambda c: [function(i) for i in c], chunks):
-                values.extend(chunk)
-                if progress is not None:
-                    progress.advance(len(chunk))
-            return values
-
-        keys = each(key_of, todo) if cache is not None else None
-        exact = False
-        folder = cache.folder(mode, (width, height), prepare.name if prepare else "") if cache is not None else None
-        if cache is not None:
-            filled, exact = cache.fill(keys, arrays, folder)
-            todo = [int(i) for i in np.flatnonzero(~filled)]
-            cache.hits += 2 * len(lights) * int(filled.sum())
-            cache.misses += 2 * len(lights) * len(todo)
-        reused = f", {len(rows) - len(todo)} more from the decode cache" if cache is not None else ""
-        if todo and before_decoding is not None:
-            before_decoding()
-        if todo:
-            progress = Progress(f"decoding {source or 'pairs'}", len(todo)).start(f"x {len(lights)} lights{reused}")
-            each(decode_row, todo, progress)
-            progress.finish()
+    keys: list[str] = []
+    exact = False
+    folder = cache.folder(mode, (width, height), prepare.name if prepare else "") if cache is not None else None
+    if cache is not None and folder is not None:
+        keys = [key_of(i) for i in todo]
+        filled, exact = cache.fill(keys, arrays, folder)
+        todo = [int(i) for i in np.flatnonzero(~filled)]
+        cache.hits += 2 * len(lights) * int(filled.sum())
+        cache.misses += 2 * len(lights) * len(todo)
+    reused = f", {len(rows) - len(todo)} more from the decode cache" if cache is not None else ""
+    if todo and before_decoding is not None:
+        before_decoding()
+    if todo:
+        progress = Progress(f"decoding {source or 'pairs'}", len(todo)).start(f"x {len(lights)} lights{reused}")
+        _run_rows(decode_row, todo, num_threads, progress)
+        progress.finish()
     if prepare is not None and todo:
         rows_done = torch.as_tensor(todo)
         prepared = prepare.apply(torch.from_numpy(golden)[rows_done], torch.from_numpy(test)[rows_done])
         for name, values in zip(("golden", "test", "shifts"), prepared):
             arrays[name][todo] = values.cpu().numpy()
-    if cache is not None and not exact:
+    if cache is not None and folder is not None and not exact:
         cache.store(keys, arrays, folder)
     return DecodedPairs(golden=torch.from_numpy(golden), test=torch.from_numpy(test),
                         labels=torch.from_numpy(defect_labels(frame)),
@@ -133,6 +129,49 @@ def decode_pairs(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lights: 
 
 def _decode_file(path: str, mode: str, size: tuple[int, int], where: str) -> tuple[tuple[int, int], np.ndarray]:
     return decode_image(read_image_bytes(path, where), mode, size, where, path)
+
+
+def _shared_array(shape: tuple[int, ...]) -> np.ndarray:
+    """A uint8 array in anonymous shared memory: forked workers' writes land in this process's copy."""
+    size = int(np.prod(shape))
+    return np.frombuffer(mmap.mmap(-1, max(size, 1)), np.uint8, count=size).reshape(shape)
+
+
+_worker_task: Callable[[int], None] | None = None
+
+
+def _install_task(task: Callable[[int], None]) -> None:
+    """Worker initializer; with fork the task (a closure over the shared arrays) is inherited, not pickled."""
+    global _worker_task
+    _worker_task = task
+
+
+def _run_task(indices: list[int]) -> int:
+    if _worker_task is None:
+        raise RuntimeError("decoding worker started without its task")
+    return _run_chunk(_worker_task, indices)
+
+
+def _run_rows(task: Callable[[int], None], indices: list[int], workers: int, progress: Progress) -> None:
+    """``task(i)`` for every index: in forked worker processes when there are many, else here. An
+    error is the one of the earliest failing chunk, as in a serial loop."""
+    chunks = [indices[start:start + _DECODE_CHUNK] for start in range(0, len(indices), _DECODE_CHUNK)]
+    if workers < 2 or len(indices) < PROCESS_MIN_ROWS or "fork" not in multiprocessing.get_all_start_methods():
+        for chunk in chunks:
+            progress.advance(_run_chunk(task, chunk))
+        return
+    # fork, not spawn: a spawned worker re-imports the caller's __main__, which re-runs a Snakemake
+    # rule script; the workers run only PIL and numpy code and never touch torch or a GPU.
+    with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=multiprocessing.get_context("fork"),
+                             initializer=_install_task, initargs=(task,)) as pool:
+        for count in pool.map(_run_task, chunks):
+            progress.advance(count)
+
+
+def _run_chunk(task: Callable[[int], None], indices: list[int]) -> int:
+    for index in indices:
+        task(index)
+    return len(indices)
 
 
 def stack_lights(x: torch.Tensor, concat_type: str, grid: tuple[int, int] = (2, 2)) -> torch.Tensor:
