@@ -76,13 +76,21 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=os.cpu_count())
     parser.add_argument("--timeout", type=float, default=None, help="stop the workflow after this many seconds "
                         "and report what finished (the device's calls are limited)")
+    parser.add_argument("--resume", action="store_true", help="keep the workspace and run folder of an earlier "
+                        "call and let Snakemake finish the run (the wall and job figures then cover this call only)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     out = args.out_dir.resolve()
     workspace, run = out / f"workspace_{args.kind}", out / f"run_{args.kind}"
     started = time.time()
-    generated = generate_workspace(workspace, DemoConfig.from_preset(args.preset, kind=args.kind, seed=args.seed), force=True)
+    manifest = workspace / "demo_manifest.json"
+    if args.resume and manifest.is_file():  # a run a device call's limit stopped: Snakemake resumes it
+        splits = json.loads(manifest.read_text())["splits"]
+        generated = {"rows": {name: split["rows"] for name, split in splits.items()}, "images": None}
+    else:
+        generated = generate_workspace(workspace, DemoConfig.from_preset(args.preset, kind=args.kind, seed=args.seed),
+                                       force=True)
     generate_s = time.time() - started
 
     config = {"workspace": str(workspace), "run_dir": str(run), "demo": {"kind": args.kind, "preset": args.preset,
@@ -98,7 +106,7 @@ def main() -> None:
     config_path.write_text(yaml.safe_dump(config))
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--configfile",
                str(REPO / "config" / "large.yaml"), str(config_path), "--cores", str(args.cores),
-               "--resources", "gpu=1"]
+               "--resources", "gpu=1", "--rerun-incomplete"]
     samples: list[float] = []
     stop = threading.Event()
     sampler = threading.Thread(target=sample_gpu, args=(samples, stop), daemon=True)

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from aoideft import csvdata
 from aoideft.csvdata import (
     REQUIRED_COLUMNS,
     check_no_leakage,
@@ -133,7 +134,17 @@ def test_paths_are_checked_lexically_so_linked_image_roots_work(tmp_path, images
     assert len(read(write_csv(tmp_path, rows), run_images)) == 4
 
 
-def test_missing_images_list_five_then_count(tmp_path, images):
+@pytest.fixture(params=["in_process", "worker_processes"])
+def probe_path(request, monkeypatch):
+    """Both ways files are probed: threads here (small frames) and forked workers (large ones)."""
+    if request.param == "worker_processes":
+        monkeypatch.setattr(csvdata, "PROBE_PROCESS_MIN_FILES", 1)
+        monkeypatch.setattr(csvdata, "_PROBE_CHUNK", 2)
+        monkeypatch.setattr(csvdata, "usable_cores", lambda: 2)
+    return request.param
+
+
+def test_missing_images_list_five_then_count(tmp_path, images, probe_path):
     for row in GOOD_ROWS[1:]:
         for light in LIGHTS:
             image_file(images, row[0], row[3], light, EXT).unlink()
@@ -153,7 +164,7 @@ def test_check_files_false_skips_images(tmp_path):
         read(write_csv(tmp_path, GOOD_ROWS), tmp_path / "no_images")
 
 
-def test_corrupt_and_truncated_images_are_named(tmp_path, images):
+def test_corrupt_and_truncated_images_are_named(tmp_path, images, probe_path):
     garbage = image_file(images, "b1/golden", "C1", "UniformLight", EXT)
     garbage.write_bytes(b"not an image at all")
     truncated = image_file(images, "b2/test", "C2", "SolderLight", EXT)

@@ -4,10 +4,8 @@ layouts of the light images of a pair."""
 from __future__ import annotations
 
 import mmap
-import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,12 +16,11 @@ from aoideft.csvdata import defect_labels, image_file
 from aoideft.decode_cache import DecodeCache, decode_image, file_identity, read_image_bytes, row_key
 from aoideft.errors import InputError
 from aoideft.progress import Progress
+from aoideft.workers import can_fork, map_forked
 
 CONCAT_TYPES = ("linear", "grid", "channels")
 _DECODE_CHUNK = 64  # rows per worker task
-# Decoding a small image is mostly Python work under the GIL: threads were slower than one (1,500
-# pairs of 64-px JPEGs, 2 threads 3.5-4.4 s, one 2.3-2.5 s), so frames this large are decoded in
-# forked worker processes, smaller ones in this process (a worker costs a fork).
+# Below this many rows to decode, forking workers (workers.py) costs more than it saves.
 PROCESS_MIN_ROWS = 512
 
 
@@ -153,19 +150,14 @@ def _run_task(indices: list[int]) -> int:
 
 
 def _run_rows(task: Callable[[int], None], indices: list[int], workers: int, progress: Progress) -> None:
-    """``task(i)`` for every index: in forked worker processes when there are many, else here. An
-    error is the one of the earliest failing chunk, as in a serial loop."""
+    """``task(i)`` for every index: in forked worker processes when there are many, else here."""
     chunks = [indices[start:start + _DECODE_CHUNK] for start in range(0, len(indices), _DECODE_CHUNK)]
-    if workers < 2 or len(indices) < PROCESS_MIN_ROWS or "fork" not in multiprocessing.get_all_start_methods():
+    if len(indices) < PROCESS_MIN_ROWS or not can_fork(workers, len(chunks)):
         for chunk in chunks:
             progress.advance(_run_chunk(task, chunk))
         return
-    # fork, not spawn: a spawned worker re-imports the caller's __main__, which re-runs a Snakemake
-    # rule script; the workers run only PIL and numpy code and never touch torch or a GPU.
-    with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=multiprocessing.get_context("fork"),
-                             initializer=_install_task, initargs=(task,)) as pool:
-        for count in pool.map(_run_task, chunks):
-            progress.advance(count)
+    for count in map_forked(_run_task, chunks, workers, initializer=_install_task, initargs=(task,)):
+        progress.advance(count)
 
 
 def _run_chunk(task: Callable[[int], None], indices: list[int]) -> int:

@@ -32,15 +32,14 @@ import csv
 import ctypes
 import io
 import math
-import multiprocessing
 import os
 import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +48,7 @@ import yaml
 
 from .. import fsutil
 from ..errors import InputError
+from ..workers import can_fork, map_forked
 from . import bare_board, sensor, smt
 from .world import World
 
@@ -328,15 +328,11 @@ def _render_all(plans: list[RowPlan], config: DemoConfig, root: Path) -> list[di
     for directory in sorted({f"{p.image_root}/{d}" for p in plans for d in (p.input_path, p.golden_path)}):
         (root / directory).mkdir(parents=True, exist_ok=True)
     chunks = [plans[i : i + _CHUNK_ROWS] for i in range(0, len(plans), _CHUNK_ROWS)]
-    if config.processes == 1 or len(chunks) == 1 or "fork" not in multiprocessing.get_all_start_methods():
-        return [truth for chunk in chunks for truth in _render_chunk(chunk, config, str(root))]
-    # fork, not spawn: a spawned worker re-imports the caller's __main__, which re-runs a Snakemake
-    # rule script (or fails for code read from stdin); the workers only run numpy and PIL code.
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=min(config.processes, len(chunks)), mp_context=context,
-                             initializer=_keep_freed_heap) as pool:
-        results = pool.map(_render_chunk, chunks, [config] * len(chunks), [str(root)] * len(chunks))
-        return [truth for chunk in results for truth in chunk]
+    render = partial(_render_chunk, config=config, root=str(root))
+    if not can_fork(config.processes, len(chunks)):
+        return [truth for chunk in chunks for truth in render(chunk)]
+    return [truth for chunk in map_forked(render, chunks, config.processes, initializer=_keep_freed_heap)
+            for truth in chunk]
 
 
 # --------------------------------------------------------------------------------------------------
