@@ -7,6 +7,7 @@ import mmap
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -58,7 +59,8 @@ def decode_pairs(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lights: 
     Each image is converted to RGB (``channels=3``) or L (``channels=1``) and resized bilinearly to
     ``size`` = (width, height) when it differs. At least PROCESS_MIN_ROWS rows to decode are decoded
     by ``num_threads`` worker processes writing into shared memory. An unreadable file, or test and
-    golden of one row and light with different sizes, is an InputError naming ``source`` (the CSV), the 1-based row and the file.
+    golden of one row and light with different sizes, is an InputError naming ``source`` (the CSV),
+    the 1-based row and the file.
     With a ``cache``, rows it holds are copied instead of decoded and the frame becomes an entry.
     ``prepare`` runs on the rows decoded here (not on cached ones: the cache holds prepared rows).
     ``before_decoding`` (the caller's file checks) runs once before any row is decoded from its files,
@@ -134,21 +136,6 @@ def _shared_array(shape: tuple[int, ...]) -> np.ndarray:
     return np.frombuffer(mmap.mmap(-1, max(size, 1)), np.uint8, count=size).reshape(shape)
 
 
-_worker_task: Callable[[int], None] | None = None
-
-
-def _install_task(task: Callable[[int], None]) -> None:
-    """Worker initializer; with fork the task (a closure over the shared arrays) is inherited, not pickled."""
-    global _worker_task
-    _worker_task = task
-
-
-def _run_task(indices: list[int]) -> int:
-    if _worker_task is None:
-        raise RuntimeError("decoding worker started without its task")
-    return _run_chunk(_worker_task, indices)
-
-
 def _run_rows(task: Callable[[int], None], indices: list[int], workers: int, progress: Progress) -> None:
     """``task(i)`` for every index: in forked worker processes when there are many, else here."""
     chunks = [indices[start:start + _DECODE_CHUNK] for start in range(0, len(indices), _DECODE_CHUNK)]
@@ -156,7 +143,7 @@ def _run_rows(task: Callable[[int], None], indices: list[int], workers: int, pro
         for chunk in chunks:
             progress.advance(_run_chunk(task, chunk))
         return
-    for count in map_forked(_run_task, chunks, workers, initializer=_install_task, initargs=(task,)):
+    for count in map_forked(partial(_run_chunk, task), chunks, workers):
         progress.advance(count)
 
 

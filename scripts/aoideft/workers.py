@@ -32,12 +32,33 @@ def can_fork(workers: int, tasks: int) -> bool:
     return workers >= 2 and tasks >= 2 and "fork" in multiprocessing.get_all_start_methods()
 
 
+_function: Callable[[Any], Any] | None = None  # a worker's task, set by _start_worker
+
+
+def _start_worker(function: Callable[[Any], Any], initializer: Callable[..., None] | None,
+                  initargs: tuple[Any, ...]) -> None:
+    global _function
+    _function = function
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def _call(item: Any) -> Any:
+    if _function is None:
+        raise RuntimeError("worker process started without its task")
+    return _function(item)
+
+
 def map_forked(function: Callable[[Item], Result], items: Iterable[Item], workers: int, *,
                initializer: Callable[..., None] | None = None, initargs: tuple[Any, ...] = ()) -> Iterator[Result]:
-    """``function`` over ``items`` in up to ``workers`` forked processes, results in order (an error is
-    the earliest failing item's). ``initializer(*initargs)`` runs once per worker; with fork its
-    arguments are inherited, not pickled, so a closure over shared memory can travel."""
+    """``function`` over ``items`` in up to ``workers`` forked processes, results in order; an error is
+    the earliest failing item's, and the items not started yet are dropped. ``function`` may be any
+    callable, a closure over shared memory included: each worker inherits it through fork, and only
+    the items and results are pickled. ``initializer(*initargs)`` runs once per worker."""
     items = list(items)
-    with ProcessPoolExecutor(max_workers=max(1, min(workers, len(items))), mp_context=multiprocessing.get_context("fork"),
-                             initializer=initializer, initargs=initargs) as pool:
-        yield from pool.map(function, items)
+    pool = ProcessPoolExecutor(max_workers=max(1, min(workers, len(items))), mp_context=multiprocessing.get_context("fork"),
+                               initializer=_start_worker, initargs=(function, initializer, initargs))
+    try:
+        yield from pool.map(_call, items)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
