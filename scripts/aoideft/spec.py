@@ -137,7 +137,7 @@ UNHONOURED_KEYS: tuple[Unhonoured, ...] = (
                "train.validation_interval {value!r}: validation runs every epoch (best_val.pth and the "
                "collapse check need the whole curve)", lambda value: value != 1),
     Unhonoured(("dataset.classify.workers",),
-               "dataset.classify.workers: ignored (images are decoded once per job, with the job's threads)"),
+               "dataset.classify.workers: ignored (images are decoded once per job, by as many processes as it has threads)"),
     Unhonoured(("train.precision",),
                "train.precision {value!r}: ignored (the embedded model trains in float32)",
                lambda value: value not in (None, "", 32, "32", "32-true")),
