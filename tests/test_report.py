@@ -97,9 +97,11 @@ def full_context(far100: float | None = 6.2, **header) -> dict:
                           {"iteration": "iter2", "training_rows": 1200, "rows_added": 100, "synthetic_rows": 400,
                            "synthetic_share": 400 / 1200, "additions": []}],
         "synthetic_cap": 0.3,
-        "gate": {"enabled": True, "confidence": 0.8, "resamples": 1000,
+        "gate": {"enabled": True, "basis": "targeting", "confidence": 0.8, "resamples": 1000,
                  "rows": [{"iteration": "iter2", "incumbent": "iter1", "accepted": False, "p_better": 0.31,
-                           "candidate_expected_far_pct": 9.0, "incumbent_expected_far_pct": 8.0, "note": EVIL}]},
+                           "p_worse": 0.93, "candidate_expected_far_pct": 9.0, "incumbent_expected_far_pct": 8.0,
+                           "targeting_p_better": 0.87, "targeting_candidate_far_pct": 21.5,
+                           "targeting_incumbent_far_pct": 32.5, "note": EVIL}]},
         "iterations": [{"label": "iter1", "accepted": True, "incumbent": "iter1", "decision": "continue",
                         "histogram": histogram("iter1"), "rca_summary": EVIL, "routed_in": "iter2", "routing": "modes",
                         "facts": [(EVIL, EVIL)], "warnings": [EVIL], "seconds": 75.0,
@@ -203,7 +205,7 @@ def test_did_the_loop_help_follows_the_paired_interval():
     worse = {**effect, "differences": [{**effect["differences"][0], "difference_pp": 5.0, "low": 1.0, "high": 9.0}]}
     assert render.loop_verdict(worse, BASIS)["tone"] == "bad"
     kept = render.loop_verdict({**effect, "model": "baseline", "differences": []}, BASIS)
-    assert kept["headline"].startswith("No") and kept["basis"] == "validation (the accept-or-keep gate)"
+    assert kept["headline"].startswith("No") and kept["basis"] == "the accept-or-keep gate"
 
 
 def test_sections_show_missed_defects_defect_types_additions_trials_and_times(tmp_path):
@@ -219,7 +221,9 @@ def test_sections_show_missed_defects_defect_types_additions_trials_and_times(tm
     assert "train.optim.lr = 0.002" in trials and 'rec1</b> <span class="basis">winner' in trials and "1m05s" in trials
     times = section(html, "stage-times")
     assert "2m00s" in times and "2m03s" in times and "Phase 1 AutoML trials (sum of 2): <b>2m06s</b>" in times
-    assert "rejected, incumbent kept" in section(html, "regression-gate")
+    gate = section(html, "regression-gate")
+    assert "rejected, incumbent kept" in gate and "basis: KPI targeting half, not worse on validation" in gate
+    assert "21.50%" in gate and "32.50%" in gate and "87%" in gate and "93%" in gate  # both sets' figures
 
 
 def test_optional_sections_may_be_missing(tmp_path):

@@ -285,9 +285,10 @@ def _restart_loop_at(run: Path, n: int) -> None:
     (run / "best_model.json").unlink(missing_ok=True)
 
 
-def _rescore_validation(run: Path, label: str, defect: float, passing: float) -> None:
-    """Give ``label``'s chosen checkpoint constant validation scores: one for defects, one for PASS rows."""
-    path = run / read_json(run / label / "evaluate/best.json")["validation_inference_csv"]
+def _rescore(run: Path, label: str, defect: float, passing: float, scored: str = "validation_inference_csv") -> None:
+    """Give ``label``'s chosen checkpoint constant scores on validation (or, with ``scored`` =
+    "inference_csv", the KPI set): one for defects, one for PASS rows."""
+    path = run / read_json(run / label / "evaluate/best.json")[scored]
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     frame["siamese_score"] = [defect if label != "PASS" else passing for label in frame["label"]]
     frame.to_csv(path, index=False)
@@ -296,17 +297,20 @@ def _rescore_validation(run: Path, label: str, defect: float, passing: float) ->
 def test_the_gate_accepts_a_better_iteration_and_keeps_the_incumbent_against_a_worse_one(tiny_run, tmp_path):
     run, config = _copy_run(tiny_run, tmp_path)
     _restart_loop_at(run, 1)
-    _rescore_validation(run, "iter1", defect=0.99, passing=0.01)  # separates every validation row
+    _rescore(run, "baseline", defect=0.5, passing=0.5, scored="inference_csv")  # flags every KPI PASS row
+    _rescore(run, "iter1", defect=0.99, passing=0.01, scored="inference_csv")  # separates every KPI row
+    _rescore(run, "iter1", defect=0.99, passing=0.01)  # and every validation row
     run_snakemake(config, tmp_path / "config.yaml", "iter1/decision.json")
     decision = read_json(run / "iter1/decision.json")
-    assert decision["accepted"] and decision["incumbent"] == "iter1" and decision["gate"]["p_better"] >= 0.8
+    assert decision["accepted"] and decision["incumbent"] == "iter1" and decision["gate"]["basis"] == "targeting"
+    assert decision["gate"]["targeting"]["p_better"] >= 0.8 and decision["gate"]["p_worse"] < 0.8
 
     _restart_loop_at(run, 1)
-    _rescore_validation(run, "iter1", defect=0.01, passing=0.99)  # flags every PASS row at 100% recall
+    _rescore(run, "iter1", defect=0.01, passing=0.99)  # better on the targeted rows, lost on validation
     run_snakemake(config, tmp_path / "config.yaml", "deft/summary.json")
     decision = read_json(run / "iter1/decision.json")
     assert not decision["accepted"] and decision["incumbent"] == "baseline" and not decision["stop"]
-    assert decision["gate"]["p_worse"] > 0.9
+    assert decision["gate"]["p_worse"] > 0.9 and decision["gate"]["targeting"]["p_better"] >= 0.8
     # the data stays, the weights do not: iteration 2 trains on iter1's rows, from the baseline
     spec = yaml.safe_load((run / "iter2/train/spec.yaml").read_text())
     baseline = read_json(run / "baseline/evaluate/best.json")["best_ckpt_path"]

@@ -71,8 +71,8 @@ def loop_verdict(effect: Mapping[str, Any], basis: str) -> Verdict:
     differences = effect.get("differences") or []
     if model == reference or not differences:
         return {"tone": "warn", "headline": "No: the loop's models were not better",
-                "basis": "validation (the accept-or-keep gate)",
-                "detail": f"the model to deploy is still {reference}: no later model beat it on validation"}
+                "basis": "the accept-or-keep gate",
+                "detail": f"the model to deploy is still {reference}: no later model passed the gate against it"}
     first = differences[0]
     span = (f"FAR@{first['recall']} recall {first['reference_far_pct']:.2f}% \u2192 {first['model_far_pct']:.2f}% "
             f"({first['difference_pp']:+.2f}pp, paired 95% interval {first['low']:+.2f} to {first['high']:+.2f}pp; "

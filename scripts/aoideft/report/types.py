@@ -21,7 +21,7 @@ class Verdict(TypedDict):
     tone: Tone
     headline: str
     detail: str
-    basis: str  # e.g. "held-out KPI half", "validation (the accept-or-keep gate)"
+    basis: str  # e.g. "held-out KPI half", "the accept-or-keep gate"
 
 
 class Header(TypedDict, total=False):
@@ -182,14 +182,19 @@ class GateRow(TypedDict, total=False):
     iteration: str
     incumbent: str
     accepted: bool
-    p_better: float
+    p_better: float  # on validation
+    p_worse: float | None
     candidate_expected_far_pct: float | None
     incumbent_expected_far_pct: float | None
+    targeting_p_better: float | None  # on the KPI targeting half (basis "targeting")
+    targeting_candidate_far_pct: float | None
+    targeting_incumbent_far_pct: float | None
     note: str
 
 
 class Gate(TypedDict, total=False):
     enabled: bool
+    basis: str  # "targeting" or "validation" (deft.gate.basis)
     confidence: float
     resamples: int
     rows: list[GateRow]

@@ -1,11 +1,12 @@
 """The DEFT loop's model-side rules: inference, evaluation, embeddings, RCA and the accept-or-keep
 decision, each reading its inputs from files and committing its result to the state and log.
 
-With ``deft.kpi_holdout`` > 0 (the default) every choice of model is made on validation: the
-checkpoint of an iteration (``kpi.selection_score``), and whether the iteration replaces the
-incumbent (``deft.gate``). The KPI set is scored and reported on the whole set (TAO's figure), its
-targeting half (what RCA and the stop rule read) and its held-out half (read by nothing in the
-loop). ``kpi_holdout: 0`` is TAO's behaviour: checkpoints chosen by KPI FAR, every iteration accepted.
+With ``deft.kpi_holdout`` > 0 (the default) no choice of model reads the held-out half: an
+iteration's checkpoint is chosen on validation (``kpi.selection_score``), and whether the iteration
+replaces the incumbent on the targeting half and validation (``deft.gate``). The KPI set is scored
+and reported on the whole set (TAO's figure), its targeting half (what RCA, the gate and the stop
+rule read) and its held-out half (read by nothing in the loop). ``kpi_holdout: 0`` is TAO's
+behaviour: checkpoints chosen by KPI FAR, every iteration accepted.
 """
 
 from __future__ import annotations
@@ -207,15 +208,26 @@ def run_rca(settings: RunSettings, it: str, best_path: Path, out_metrics: Path) 
 # ---- the accept-or-keep decision and the stop rule -----------------------------------------------
 def gate_against(settings: RunSettings, incumbent_best: dict[str, Any], candidate_best: dict[str, Any],
                  seed: int) -> gate.GateResult:
-    """The gate on validation between two evaluated models (their chosen checkpoints' scores)."""
+    """The gate between two evaluated models (their chosen checkpoints' scores): on validation, and with
+    ``deft.gate.basis: targeting`` on the KPI targeting half too."""
     run = settings.run_dir
-    incumbent = _scored(run / incumbent_best["validation_inference_csv"], incumbent_best["validation_inference_csv"])
-    candidate = _scored(run / candidate_best["validation_inference_csv"], candidate_best["validation_inference_csv"])
-    if not incumbent[0]["object_name"].equals(candidate[0]["object_name"]):
-        raise ValueError("the two validation inference CSVs list different rows")
     cfg = settings.deft["gate"]
-    return gate.compare(incumbent[1], incumbent[2], candidate[2], resamples=cfg["resamples"],
-                        confidence=cfg["confidence"], seed=seed)
+
+    def paired(csv_key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
+        incumbent = _scored(run / incumbent_best[csv_key], incumbent_best[csv_key])
+        candidate = _scored(run / candidate_best[csv_key], candidate_best[csv_key])
+        if not incumbent[0]["object_name"].equals(candidate[0]["object_name"]):
+            raise ValueError(f"the two models' {csv_key} files list different rows: "
+                             f"{incumbent_best[csv_key]}, {candidate_best[csv_key]}")
+        return incumbent[1], incumbent[2], candidate[2], incumbent[0]
+
+    validation = paired("validation_inference_csv")[:3]
+    targeting = None
+    if cfg["basis"] == "targeting":
+        is_defect, incumbent_scores, candidate_scores, frame = paired("inference_csv")
+        rows = ~kpi_halves(settings, frame)
+        targeting = (is_defect[rows], incumbent_scores[rows], candidate_scores[rows])
+    return gate.compare(validation, targeting, resamples=cfg["resamples"], confidence=cfg["confidence"], seed=seed)
 
 
 def decide(settings: RunSettings, it: str, best_path: Path, rca_metrics: Path, out_decision: Path) -> None:

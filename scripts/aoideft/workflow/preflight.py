@@ -252,9 +252,11 @@ def _selection_lines(deft: dict) -> list[str]:
     group = f"by {deft['kpi_holdout_group']}" if deft["kpi_holdout_group"] else "by row"
     return [f"KPI holdout ON: {deft['kpi_holdout']:.0%} of the KPI rows ({group}) are held out, read by nothing "
             "in the loop; RCA, routing and mining see the rest (deft.kpi_holdout: 0 restores TAO's behaviour)",
-            f"every model choice on validation (expected FAR@100% recall under the bootstrap); an iteration "
-            f"replaces the incumbent only when better in {deft['gate']['confidence']:.0%} of "
-            f"{deft['gate']['resamples']} paired bootstrap resamples"]
+            f"checkpoints and AutoML trials chosen on validation (expected FAR@100% recall under the bootstrap); "
+            f"an iteration replaces the incumbent only when better in {deft['gate']['confidence']:.0%} of "
+            f"{deft['gate']['resamples']} paired bootstrap resamples " + (
+                "of the KPI targeting half and not worse in as many of validation's (deft.gate.basis targeting)"
+                if deft["gate"]["basis"] == "targeting" else "of validation (deft.gate.basis validation)")]
 
 
 def compute_estimate(settings: RunSettings) -> dict[str, Any]:

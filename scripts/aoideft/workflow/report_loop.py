@@ -61,7 +61,7 @@ def training_data(settings: RunSettings, labels: list[str], current: dict[str, A
 
 # ---- the gate --------------------------------------------------------------------------------------------
 def gate_table(settings: RunSettings, labels: list[str]) -> dict[str, Any]:
-    """The accept-or-keep gate's decision for every iteration (and Phase 3), on validation."""
+    """The accept-or-keep gate's decision for every iteration (and Phase 3), on its basis."""
     run = settings.run_dir
     rows = []
     best_model = maybe_json(run / "best_model.json") or {}
@@ -75,13 +75,18 @@ def gate_table(settings: RunSettings, labels: list[str]) -> dict[str, Any]:
         else:
             previous = labels[labels.index(label) - 1]
             incumbent = (maybe_json(run / previous / "decision.json") or {}).get("incumbent", previous)
+        target = gate.get("targeting") or {}
         rows.append({"iteration": label, "incumbent": incumbent, "accepted": gate["accept"], "p_better": gate["p_better"],
+                     "p_worse": gate.get("p_worse"),
                      "candidate_expected_far_pct": gate["candidate"]["expected_far_pct"],
                      "incumbent_expected_far_pct": gate["incumbent"]["expected_far_pct"],
+                     "targeting_p_better": target.get("p_better"),
+                     "targeting_candidate_far_pct": (target.get("candidate") or {}).get("expected_far_pct"),
+                     "targeting_incumbent_far_pct": (target.get("incumbent") or {}).get("expected_far_pct"),
                      "note": decision.get("message", "delivered" if gate["accept"] else "the DEFT incumbent is delivered")})
     cfg = settings.deft["gate"]
-    return {"enabled": settings.selects_on_validation, "confidence": cfg["confidence"], "resamples": cfg["resamples"],
-            "rows": rows}
+    return {"enabled": settings.selects_on_validation, "basis": cfg["basis"], "confidence": cfg["confidence"],
+            "resamples": cfg["resamples"], "rows": rows}
 
 
 # ---- iterations -----------------------------------------------------------------------------------------

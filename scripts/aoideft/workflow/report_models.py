@@ -80,9 +80,17 @@ def row_set(evaluated: Evaluated, set_key: str, threshold: float) -> dict[str, A
 
 def _gate_sentence(label: str, gate: dict[str, Any], incumbent: str) -> str:
     verdict = "passed" if gate["accept"] else "did not pass"
-    return (f"{label} {verdict} the gate against {incumbent}: better on validation in {gate['p_better']:.0%} of "
-            f"{gate['resamples']} paired resamples ({gate['confidence']:.0%} needed); expected FAR@100% recall "
-            f"{gate['candidate']['expected_far_pct']:.2f}% vs {gate['incumbent']['expected_far_pct']:.2f}%")
+    validation = (f"expected FAR@100% recall {gate['candidate']['expected_far_pct']:.2f}% vs "
+                  f"{gate['incumbent']['expected_far_pct']:.2f}%")
+    target = gate.get("targeting")
+    if not target:
+        return (f"{label} {verdict} the gate against {incumbent}: better on validation in {gate['p_better']:.0%} of "
+                f"{gate['resamples']} paired resamples ({gate['confidence']:.0%} needed); {validation}")
+    return (f"{label} {verdict} the gate against {incumbent}: better on the KPI targeting half in "
+            f"{target['p_better']:.0%} of {gate['resamples']} paired resamples ({gate['confidence']:.0%} needed; "
+            f"expected FAR@100% recall {target['candidate']['expected_far_pct']:.2f}% vs "
+            f"{target['incumbent']['expected_far_pct']:.2f}%), worse on validation in {gate['p_worse']:.0%} "
+            f"({gate['confidence']:.0%} rejects; {validation})")
 
 
 def gate_lines(settings: RunSettings, labels: list[str]) -> list[str]:
