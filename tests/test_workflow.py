@@ -296,6 +296,7 @@ def _rescore(run: Path, label: str, defect: float, passing: float, scored: str =
 
 def test_the_gate_accepts_a_better_iteration_and_keeps_the_incumbent_against_a_worse_one(tiny_run, tmp_path):
     run, config = _copy_run(tiny_run, tmp_path)
+    config["deft"].setdefault("gate", {})["basis"] = "targeting"
     _restart_loop_at(run, 1)
     _rescore(run, "baseline", defect=0.5, passing=0.5, scored="inference_csv")  # flags every KPI PASS row
     _rescore(run, "iter1", defect=0.99, passing=0.01, scored="inference_csv")  # separates every KPI row
