@@ -9,8 +9,8 @@ and the baseline's evaluation run once in ``<out>/<kind>_seed<s>/base``; each va
 copy of it (Phase 1's winner is shared):
 
 - ``pipeline``: the workflow as configured (failure-mode engine, KPI holdout, gate), all three phases;
-- ``validation_gate``: the same, with the previous gate rule (``deft.gate.basis: validation``): what
-  deciding on validation alone costs, side by side;
+- ``targeting_gate``: the same, with the gate deciding on the KPI targeting half
+  (``deft.gate.basis: targeting``): the gate basis's control, side by side;
 - ``random`` (control b): the same loop and Phase 3, the same row budget filled with random pool rows;
 - ``tao`` (control c): TAO's engine and TAO's selection (``deft.engine: tao``, ``deft.kpi_holdout: 0``),
   all three phases. TAO chooses on the whole KPI set, held-out rows included, so its held-out
@@ -49,7 +49,7 @@ from aoideft import holdout, inference, kpi, spec as tao_spec, trainer  # noqa: 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]  # the interpreter that has this project's packages
 VARIANTS = {
     "pipeline": {},
-    "validation_gate": {"deft.gate.basis": "validation"},
+    "targeting_gate": {"deft.gate.basis": "targeting"},
     "random": {"deft.engine": "random"},
     "tao": {"deft.engine": "tao", "deft.kpi_holdout": 0},
 }

@@ -58,17 +58,21 @@ class GateResult:
 
     def message(self, candidate: str, incumbent: str) -> str:
         verdict = "accepted" if self.accept else "rejected (incumbent kept)"
-        validation = (f"expected FAR@100% recall {self.candidate['expected_far_pct']:.2f}% vs "
-                      f"{self.incumbent['expected_far_pct']:.2f}%")
-        if self.targeting is None:
-            return (f"gate: {candidate} {verdict}: better than {incumbent} on validation in {self.p_better:.0%} of "
-                    f"{self.resamples} paired bootstrap resamples (needs {self.confidence:.0%}); {validation}")
-        target = self.targeting
-        return (f"gate: {candidate} {verdict}: better than {incumbent} on the KPI targeting half in "
-                f"{target['p_better']:.0%} of {self.resamples} paired bootstrap resamples (needs "
-                f"{self.confidence:.0%}; expected FAR@100% recall {target['candidate']['expected_far_pct']:.2f}% vs "
-                f"{target['incumbent']['expected_far_pct']:.2f}%), worse on validation in {self.p_worse:.0%} "
-                f"(rejected from {self.confidence:.0%}; {validation})")
+        return f"gate: {candidate} {verdict}: " + describe(self.as_dict(), incumbent)
+
+
+def describe(gate: dict[str, Any], incumbent: str) -> str:
+    """A gate decision's evidence in words, from ``GateResult.as_dict()`` (as the decision files keep it)."""
+    validation = (f"expected FAR@100% recall {gate['candidate']['expected_far_pct']:.2f}% vs "
+                  f"{gate['incumbent']['expected_far_pct']:.2f}%")
+    target = gate.get("targeting")
+    if not target:
+        return (f"better than {incumbent} on validation in {gate['p_better']:.0%} of {gate['resamples']} paired "
+                f"bootstrap resamples (needs {gate['confidence']:.0%}); {validation}")
+    return (f"better than {incumbent} on the KPI targeting half in {target['p_better']:.0%} of {gate['resamples']} "
+            f"paired bootstrap resamples (needs {gate['confidence']:.0%}; expected FAR@100% recall "
+            f"{target['candidate']['expected_far_pct']:.2f}% vs {target['incumbent']['expected_far_pct']:.2f}%), "
+            f"worse on validation in {gate['p_worse']:.0%} (rejected from {gate['confidence']:.0%}; {validation})")
 
 
 def _summary(score: kpi.SelectionScore) -> dict[str, float]:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from .. import holdout, kpi, kpi_report
+from ..deft import gate as gate_rule
 from ..report import stats
 from .deft_common import lights_and_ext
 from .report_data import VALIDATION, Evaluated, maybe_json, same_rows, set_name
@@ -80,17 +81,7 @@ def row_set(evaluated: Evaluated, set_key: str, threshold: float) -> dict[str, A
 
 def _gate_sentence(label: str, gate: dict[str, Any], incumbent: str) -> str:
     verdict = "passed" if gate["accept"] else "did not pass"
-    validation = (f"expected FAR@100% recall {gate['candidate']['expected_far_pct']:.2f}% vs "
-                  f"{gate['incumbent']['expected_far_pct']:.2f}%")
-    target = gate.get("targeting")
-    if not target:
-        return (f"{label} {verdict} the gate against {incumbent}: better on validation in {gate['p_better']:.0%} of "
-                f"{gate['resamples']} paired resamples ({gate['confidence']:.0%} needed); {validation}")
-    return (f"{label} {verdict} the gate against {incumbent}: better on the KPI targeting half in "
-            f"{target['p_better']:.0%} of {gate['resamples']} paired resamples ({gate['confidence']:.0%} needed; "
-            f"expected FAR@100% recall {target['candidate']['expected_far_pct']:.2f}% vs "
-            f"{target['incumbent']['expected_far_pct']:.2f}%), worse on validation in {gate['p_worse']:.0%} "
-            f"({gate['confidence']:.0%} rejects; {validation})")
+    return f"{label} {verdict} the gate: " + gate_rule.describe(gate, incumbent)
 
 
 def gate_lines(settings: RunSettings, labels: list[str]) -> list[str]:
