@@ -1,14 +1,15 @@
 """Where golden-to-test registration spends its time (``registration.align_pairs``), per stage and chunk size.
 
     PYTHONPATH=scripts python3 benchmarks/registration_speed.py --image-sizes 64 128 --pairs 2048 \
-        --chunks 256 1024 4096 --out benchmarks/results/registration_speed_<machine>.json
+        --chunks 256 1024 4096 0 --out benchmarks/results/registration_speed_<machine>.json
 
 Pairs are synthetic (smooth random boards, the golden shifted by up to 2 px and one pair in three
 defocused, two lights of three channels as the demo has), handed over as CPU uint8 tensors. Per (image size,
 chunk size): the whole ``align_pairs`` call from CPU uint8 tensors (as a decoding job hands them
 over) in pairs/s, median of ``--repeats``, and the seconds of each stage of one call, synchronised
 around each (the module's own functions, wrapped for the one timed call): cross-power spectrum,
-integer peak, sub-pixel refinement, resampling, focus match, copy back, and the rest (host-device copies).
+integer peak, sub-pixel refinement, resampling, focus match, conversion to the inputs' dtype, and the rest (host-device copies);
+on CUDA also the peak device memory per pair of one chunk (what ``registration.chunk_size`` is sized from).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def synthetic_pairs(count: int, size: int, device: torch.device, seed: int = 0) 
 
 # The stages of ``align_pairs``, as the module names them; the rest of a call is the host-device copies.
 STAGES = {"cross_power": "cross_power", "integer_peak": "_integer_peak", "refine": "_refine",
-          "resample": "shift_images", "match_blur": "match_blur", "to_host": "_like"}
+          "resample": "shift_images", "match_blur": "match_blur", "to_device_dtype": "_in_dtype"}
 
 
 @contextmanager
@@ -86,20 +87,37 @@ def stage_timers(device: torch.device):
             setattr(registration, attr, originals[name])
 
 
-def stage_seconds(golden: torch.Tensor, test: torch.Tensor, device: torch.device, max_shift: float) -> dict[str, float]:
+def stage_seconds(golden: torch.Tensor, test: torch.Tensor, device: torch.device, max_shift: float,
+                  chunk: int) -> dict[str, float]:
     """One ``align_pairs`` call with a sync around every stage; ``copies`` is the rest of its time."""
     synchronize(device)
     started = time.perf_counter()
     with stage_timers(device) as seconds:
-        registration.align_pairs(golden, test, max_shift=max_shift, device=device, blur=True)
+        registration.align_pairs(golden, test, max_shift=max_shift, device=device, blur=True, chunk=chunk)
     synchronize(device)
     return {**seconds, "copies": time.perf_counter() - started - sum(seconds.values())}
+
+
+def peak_bytes_per_pair(golden: torch.Tensor, test: torch.Tensor, chunk: int, device: torch.device,
+                        max_shift: float) -> float | None:
+    """Peak device memory of one chunk's ``align_pairs`` above what its inputs hold, per pair (CUDA only):
+    what sizes the chunk to the card."""
+    if device.type != "cuda":
+        return None
+    part_golden, part_test = golden[:chunk].to(device), test[:chunk].to(device)
+    synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    registration.align_pairs(part_golden, part_test, max_shift=max_shift, device=device, blur=True, chunk=chunk)
+    synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - before) / len(part_golden)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image-sizes", type=int, nargs="+", default=[64, 128])
-    parser.add_argument("--chunks", type=int, nargs="+", default=[256, 1024, 4096])
+    parser.add_argument("--chunks", type=int, nargs="+", default=[256, 1024, 4096, 0],
+                        help="pairs per chunk; 0: the module's own choice (registration.chunk_size)")
     parser.add_argument("--pairs", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-shift", type=float, default=2.0)
@@ -110,20 +128,22 @@ def main() -> None:
     rows = []
     for size in args.image_sizes:
         golden, test = synthetic_pairs(args.pairs, size, device)
-        for chunk in args.chunks:
-            registration.ALIGN_CHUNK = chunk
+        for requested in args.chunks:
+            chunk = requested or registration.chunk_size(golden, device)
             registration.align_pairs(golden[:chunk], test[:chunk], max_shift=args.max_shift, device=device,
-                                     blur=True)  # warm-up: cuFFT plans, allocator
+                                     blur=True, chunk=chunk)  # warm-up: cuFFT plans, allocator
             rates = []
             for _ in range(args.repeats):
                 synchronize(device)
                 started = time.perf_counter()
-                registration.align_pairs(golden, test, max_shift=args.max_shift, device=device, blur=True)
+                registration.align_pairs(golden, test, max_shift=args.max_shift, device=device, blur=True,
+                                         chunk=chunk)
                 synchronize(device)
                 rates.append(args.pairs / (time.perf_counter() - started))
-            stages = stage_seconds(golden, test, device, args.max_shift)
-            row = {"image_size": size, "chunk": chunk, "pairs": args.pairs, "pairs_per_s": median(rates),
-                   "stage_seconds": stages}
+            stages = stage_seconds(golden, test, device, args.max_shift, chunk)
+            peak = peak_bytes_per_pair(golden, test, chunk, device, args.max_shift)
+            row = {"image_size": size, "chunk": chunk, "chunk_requested": requested or "auto", "pairs": args.pairs,
+                   "pairs_per_s": median(rates), "stage_seconds": stages, "peak_bytes_per_pair": peak}
             rows.append(row)
             print(json.dumps(row), flush=True)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"

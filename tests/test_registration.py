@@ -100,3 +100,15 @@ def test_blur_matching_blurs_the_sharper_image_only_when_focus_differs():
     after = (matched_golden - matched_test)[inner].abs().mean(dim=(1, 2, 3))
     assert bool((after[:2] < 0.8 * before[:2]).all()) and torch.equal(matched_golden[2], golden[2])
     assert torch.equal(matched_golden[0], golden[0]) and torch.equal(matched_test[1], test[1])  # only one side moves
+
+
+def test_chunking_does_not_change_the_result():
+    shifts = torch.tensor([[1.5, 0.5], [-1.0, -1.25], [0.0, 2.0]])
+    golden, test = _views(shifts)
+    golden8 = golden.round().clamp(0, 255).to(torch.uint8)[:, :, None]
+    test8 = test.round().clamp(0, 255).to(torch.uint8)[:, :, None]
+    assert registration.chunk_size(golden8, torch.device("cpu")) == registration.ALIGN_CHUNK
+    one_by_one = registration.align_pairs(golden8, test8, max_shift=4, blur=True, chunk=1)
+    together = registration.align_pairs(golden8, test8, max_shift=4, blur=True)
+    for single, batched in zip(one_by_one, together):
+        assert torch.equal(single, batched)

@@ -9,7 +9,7 @@ difference of the standardised images (Lucas-Kanade; per-plane standardisation m
 gain, as ECC is). ``shift_images`` resamples images by
 such shifts (bicubic, border pixels repeated). ``match_blur`` then blurs the sharper image of a
 registered pair to the other's focus (a misregistered golden often comes with a defocus of its own).
-``align_pairs`` does these for decoded uint8 pairs, in chunks, on any device.
+``align_pairs`` does these for decoded uint8 pairs, in chunks (larger on a GPU), on any device.
 
 Convention: a shift ``(dy, dx)`` means golden(y, x) ~ test(y - dy, x - dx); the aligned golden is the
 golden sampled at (y + dy, x + dx).
@@ -22,7 +22,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-ALIGN_CHUNK = 256  # pairs per batched FFT
+ALIGN_CHUNK = 256  # pairs per batched FFT on the CPU (and the least on a GPU)
+# A GPU chunk fills this much memory: small chunks leave the card waiting on kernel launches.
+GPU_CHUNK_BYTES = 4 << 30
+BYTES_PER_PLANE_PIXEL = 48  # peak working memory per pair, per plane and pixel: 43 measured (benchmarks/registration_speed.py)
 REFINE_ITERATIONS = 4
 MARGIN = 3  # border pixels the refinement and the blur match ignore (resampling repeats them)
 BLUR_SIGMAS = (0.25, 0.5, 0.75)  # focus differences match_blur can undo, pixels
@@ -159,30 +162,42 @@ def match_blur(golden: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, 
     return golden, test, sigmas
 
 
+def chunk_size(golden: torch.Tensor, device: torch.device) -> int:
+    """Pairs per chunk: ``ALIGN_CHUNK`` on the CPU; on a GPU as many as ``GPU_CHUNK_BYTES`` of working
+    memory hold (at most half of what is free), never fewer than ``ALIGN_CHUNK``."""
+    if device.type != "cuda":
+        return ALIGN_CHUNK
+    budget = min(GPU_CHUNK_BYTES, torch.cuda.mem_get_info(device)[0] // 2)
+    per_pair = BYTES_PER_PLANE_PIXEL * golden[0].numel()
+    return max(ALIGN_CHUNK, int(budget // per_pair))
+
+
 def align_pairs(golden: torch.Tensor, test: torch.Tensor, *, max_shift: float, device: torch.device | None = None,
-                blur: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                blur: bool = False, chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(golden registered to test, test, [N, 2] shifts on the CPU) for [N, ..., H, W] pairs, in the
-    inputs' dtype and device, computed in chunks of ``ALIGN_CHUNK`` on ``device`` (default: golden's).
-    With ``blur`` the sharper image of each registered pair is then blurred to match (``match_blur``);
-    otherwise the test is returned as given."""
-    device = device or golden.device
+    inputs' dtype and device, computed on ``device`` (default: golden's) in chunks of ``chunk`` pairs
+    (default ``chunk_size``). With ``blur`` the sharper image of each registered pair is then blurred
+    to match (``match_blur``); otherwise the test is returned as given."""
+    device = torch.device(device or golden.device)
+    chunk = chunk or chunk_size(golden, device)
     aligned, shifts = torch.empty_like(golden), torch.empty(len(golden), 2)
     matched = torch.empty_like(test) if blur else test
-    for start in range(0, len(golden), ALIGN_CHUNK):
-        part_golden = golden[start : start + ALIGN_CHUNK].to(device)
-        part_test = test[start : start + ALIGN_CHUNK].to(device)
+    for start in range(0, len(golden), chunk):
+        part_golden = golden[start : start + chunk].to(device)
+        part_test = test[start : start + chunk].to(device)
         shift = estimate_shifts(part_golden, part_test, max_shift=max_shift)
         moved = shift_images(part_golden, shift)
         if blur:
             moved, focused, _ = match_blur(moved, part_test)
-            matched[start : start + ALIGN_CHUNK] = _like(focused.reshape(part_test.shape), test)
-        aligned[start : start + ALIGN_CHUNK] = _like(moved.reshape(part_golden.shape), golden)
-        shifts[start : start + ALIGN_CHUNK] = shift.cpu()
+            matched[start : start + chunk].copy_(_in_dtype(focused.reshape(part_test.shape), test.dtype))
+        aligned[start : start + chunk].copy_(_in_dtype(moved.reshape(part_golden.shape), golden.dtype))
+        shifts[start : start + chunk] = shift.cpu()
     return aligned, matched, shifts
 
 
-def _like(values: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """``values`` (float) in ``reference``'s dtype (uint8: rounded, clamped) and device."""
-    if reference.dtype == torch.uint8:
+def _in_dtype(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``values`` (float) in ``dtype`` (uint8: rounded, clamped), on their own device: the caller copies
+    them straight into the result, one host-device copy without a temporary."""
+    if dtype == torch.uint8:
         values = values.round().clamp(0, 255)
-    return values.to(reference.dtype).to(reference.device)
+    return values.to(dtype)
