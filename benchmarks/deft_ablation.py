@@ -69,6 +69,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--gpus", type=int, default=1, help="snakemake --resources gpu=N of each run")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override for every run, dotted key and a YAML value")
+    parser.add_argument("--tag", default=None,
+                        help="run each variant in <variant>-<tag> (a --set experiment beside the variants' own runs)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--reuse", action="store_true",
                         help="keep variant runs that finished (best_model.json) in --out-dir and only read their "
@@ -183,6 +185,10 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[int, dict]] = {variant: {} for variant in args.variants}
     timing: dict[str, float] = {}
+
+    def tagged(variant: str) -> str:
+        return f"{variant}-{args.tag}" if args.tag else variant
+
     for seed in args.seeds:
         root = out / f"{args.kind}_seed{seed}"
         seeded = with_overrides(config, {"workspace": str(root / "workspace"), "demo.kind": args.kind,
@@ -203,7 +209,7 @@ def main() -> None:
         for variant, changes in VARIANTS.items():
             if variant not in args.variants:
                 continue
-            run = root / variant
+            run = root / tagged(variant)
             if args.gather and not (run / "best_model.json").is_file():
                 continue
             if (args.reuse or args.gather) and (run / "best_model.json").is_file():
@@ -217,18 +223,19 @@ def main() -> None:
                     target = run / name
                     shutil.rmtree(target) if target.is_dir() else target.unlink()
             started = time.time()
-            snakemake(with_overrides({**seeded, "run_dir": str(run)}, changes), root / "configs" / f"{variant}.yaml",
-                      root / f"{variant}.log", args.cores, args.gpus)
+            snakemake(with_overrides({**seeded, "run_dir": str(run)}, changes), root / "configs" / f"{run.name}.yaml",
+                      root / f"{run.name}.log", args.cores, args.gpus)
             timing[f"seed{seed}/{variant}"] = time.time() - started
             (run / WALL_FILE).write_text(json.dumps({"wall_s": timing[f"seed{seed}/{variant}"]}) + "\n")
             results[variant][seed] = delivered_figures(run, held_out)
             print(f"{args.kind} seed {seed} {variant}: held-out FAR@100% {results[variant][seed]['held_out_far_pct']:.2f}%",
                   flush=True)
-        finished = (root / CONTROL_A / "inference.csv").is_file()
+        finished = (root / tagged(CONTROL_A) / "inference.csv").is_file()
         if CONTROL_A in args.variants and (finished or not args.gather):
             started = time.time()
             reuse = finished and (args.reuse or args.gather)
-            results[CONTROL_A][seed] = control_same_epochs(base, root / "pipeline", seeded, held_out, root / CONTROL_A,
+            results[CONTROL_A][seed] = control_same_epochs(base, root / tagged("pipeline"), seeded, held_out,
+                                                           root / tagged(CONTROL_A),
                                                            reuse=reuse)
             if not reuse:
                 timing[f"seed{seed}/{CONTROL_A}"] = time.time() - started
