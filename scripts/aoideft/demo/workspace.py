@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -50,20 +50,26 @@ from .. import fsutil
 from ..errors import InputError
 from ..workers import can_fork, map_forked
 from . import bare_board, sensor, smt
+from .layout import (
+    CSV_COLUMNS,
+    GAPS_DOC_PATH,
+    IMAGE_EXT,
+    IMAGES_DIR,
+    MANIFEST_PATH,
+    PASS_LABEL,
+    SPEC_PATH,
+    SPLITS,
+    SYNTHETIC,
+    SYNTHETIC_DIR,
+    SYNTHETIC_GOLDEN_DIR,
+    SYNTHETIC_TEST_DIR,
+    TRUTH_PATH,
+    Split,
+)
+from .manifest import build_manifest, gaps_markdown
 from .world import World
 
-PASS_LABEL = "PASS"
 WORLDS: dict[str, World] = {world.kind: world for world in (smt.WORLD, bare_board.WORLD)}
-IMAGE_EXT = ".jpg"
-IMAGES_DIR = "images"
-SPEC_PATH = "specs/baseline_spec.yaml"
-TRUTH_PATH = "demo_truth.csv"
-MANIFEST_PATH = "demo_manifest.json"
-GAPS_DOC_PATH = "DEMO_GAPS.md"
-SYNTHETIC_DIR = "augmentation/synthetic"
-SYNTHETIC_TEST_DIR, SYNTHETIC_GOLDEN_DIR = "reconstructed_image", "original_image"
-CSV_COLUMNS = ("input_path", "golden_path", "label", "object_name", "boardname", "comp_name", "comp_type_1",
-               "part_type", "number_of_pins")
 _PLAN_STREAM = 1000  # second seed word of the split plans (row streams have their split id there)
 _GOLDEN_STREAM = 1  # fourth seed word: a row's golden misregistration, apart from its other draws
 _CHUNK_ROWS = 40
@@ -159,30 +165,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "large": dict(image_size=64, train=6000, val=4500, kpi=15000, pool=20000, synthetic_pairs=64, pass_share=0.9,
                   workers=0),
 }
-
-
-# --------------------------------------------------------------------------------------------------
-# Splits and distribution gaps
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Split:
-    name: str
-    split_id: int  # second seed word of its rows
-    csv: str | None  # CSV path in the workspace (None: synthetic pairs)
-    gap_level: float  # 0 = base-training distribution, 1 = full gap content
-    description: str
-    pass_share: float | None = None  # None: DemoConfig.pass_share
-
-
-SPLITS = (
-    Split("train", 0, "train/base/training_set.csv", 0.0, "base training set"),
-    Split("val", 1, "train/base/validation_set.csv", 0.5, "validation set (AutoML scoring)"),
-    Split("kpi", 2, "kpi/testing_set.csv", 1.0, "KPI test set"),
-    Split("pool", 3, "augmentation/mining_pool/mining_pool.csv", 1.0, "labelled mining pool"),
-)
-SYNTHETIC = Split("synthetic", 4, None, 1.0, "pre-generated synthetic NG/OK pairs", pass_share=0.25)
 
 
 def apportion(shares: dict[str, float], total: int) -> dict[str, int]:
@@ -422,149 +404,6 @@ def build_spec(config: DemoConfig) -> dict[str, Any]:
     classify["image_width"] = classify["image_height"] = config.image_size
     spec["export"]["input_width"] = spec["export"]["input_height"] = config.image_size
     return spec
-
-
-# --------------------------------------------------------------------------------------------------
-# Manifest and documentation
-# --------------------------------------------------------------------------------------------------
-
-
-def _counts(truths: list[dict[str, Any]], column: str) -> dict[str, int]:
-    values: dict[str, int] = {}
-    for truth in truths:
-        values[truth[column]] = values.get(truth[column], 0) + 1
-    return dict(sorted(values.items()))
-
-
-def _planned_nuisances(world: World) -> list[str]:
-    return [*world.base_shares["nuisance"], *(g.value for g in world.gaps if g.column == "nuisance")]
-
-
-def build_manifest(config: DemoConfig, truths_by_split: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    splits = {}
-    cells: dict[tuple[str, str, str, str], int] = {}
-    for split, truths in truths_by_split.items():
-        n_pass = sum(t["label"] == PASS_LABEL for t in truths)
-        splits[split] = {
-            "rows": len(truths),
-            "pass": n_pass,
-            "defect": len(truths) - n_pass,
-            "pass_share": round(n_pass / len(truths), 4) if truths else 0.0,
-            "labels": _counts(truths, "label"),
-            "comp_types": _counts(truths, "comp_type_1"),
-            "nuisances": _counts(truths, "nuisance"),
-        }
-        for t in truths:
-            key = (split, t["label"], t["comp_type_1"], t["nuisance"])
-            cells[key] = cells.get(key, 0) + 1
-    all_splits = [*SPLITS, SYNTHETIC]
-    gaps = []
-    for gap in config.world.gaps:
-        levels = {s.name: s.gap_level for s in all_splits if s.name in truths_by_split}
-        gaps.append({
-            "column": gap.column,
-            "value": gap.value,
-            "why": gap.why,
-            "share_of": "defect rows" if gap.column == "label" else "all rows",
-            "target_share": {name: round(gap.share * level, 4) for name, level in levels.items()},
-            "count": {name: sum(t[gap.column] == gap.value for t in truths_by_split[name]) for name in levels},
-        })
-    return {
-        "generator": "aoideft.demo",
-        "kind": config.kind,
-        "world": config.world.title,
-        "seed": config.seed,
-        "preset": config.preset,
-        "misregistration_px": config.misregistration_px,
-        "config": {k: v for k, v in asdict(config).items() if k != "workers"},
-        "lights": list(config.light_names),
-        "image_size": config.image_size,
-        "image_ext": IMAGE_EXT,
-        "paths": {
-            "spec": SPEC_PATH,
-            "images_dir": IMAGES_DIR,
-            "csv": {s.name: s.csv for s in SPLITS},
-            "synthetic": SYNTHETIC_DIR if config.synthetic_pairs else None,
-            "truth": TRUTH_PATH,
-        },
-        "splits": splits,
-        "gap_levels": {s.name: s.gap_level for s in all_splits},
-        "gaps": gaps,
-        "nuisance_modes": {mode: config.world.nuisance_descriptions[mode] for mode in _planned_nuisances(config.world)},
-        "defects_markdown": config.world.defects_markdown,
-        "counts": [{"split": k[0], "label": k[1], "comp_type_1": k[2], "nuisance": k[3], "count": n}
-                   for k, n in sorted(cells.items())],
-    }
-
-
-def gaps_markdown(manifest: dict[str, Any]) -> str:
-    """DEMO_GAPS.md: the workspace layout, the splits and the deliberate distribution gaps."""
-    splits = manifest["splits"]
-    names = list(splits)
-    lines = [
-        "# Demo AOI workspace: splits and deliberate distribution gaps",
-        "",
-        f"Generated by `aoideft demo` (world `{manifest['kind']}`: {manifest['world']}; preset "
-        f"`{manifest['preset']}`, seed {manifest['seed']}, {manifest['image_size']}x{manifest['image_size']} px, "
-        f"lights {', '.join(manifest['lights'])}"
-        + (f"; every golden misregistered by up to {manifest['misregistration_px']:g} px, with mild gain and blur"
-           if manifest["misregistration_px"] else "")
-        + "). The same seed and settings give bitwise identical CSVs and images.",
-        "",
-        "## Layout",
-        "",
-        f"- `{SPEC_PATH}`: TAO Visual ChangeNet spec; its dataset paths are relative to this workspace root.",
-        *[f"- `{s.csv}`: {s.description} ({splits[s.name]['rows']} rows)" for s in SPLITS],
-        f"- `{IMAGES_DIR}/<split>/<board>/{{test,golden}}/<object_name>_<light>{IMAGE_EXT}`: images of all CSVs "
-        "(one images_dir).",
-    ]
-    if "synthetic" in splits:
-        lines.append(f"- `{SYNTHETIC_DIR}/`: {splits['synthetic']['rows']} pre-generated NG/OK pairs "
-                     f"(`{SYNTHETIC_TEST_DIR}/` = test, `{SYNTHETIC_GOLDEN_DIR}/` = golden, `manifest.csv`).")
-    lines += [
-        f"- `{TRUTH_PATH}`: per-row ground truth (severity, defect parameters, nuisance mode and values). "
-        "It is NOT a training CSV: models must not read it; tests and benchmarks may.",
-        f"- `{MANIFEST_PATH}`: the same facts machine-readable, with counts per split x label x comp_type_1 x nuisance.",
-        "",
-        "## Splits",
-        "",
-        "| split | rows | PASS | defect | PASS share | gap level |",
-        "|---|---:|---:|---:|---:|---:|",
-        *[f"| {n} | {s['rows']} | {s['pass']} | {s['defect']} | {s['pass_share']:.1%} | "
-          f"{manifest['gap_levels'][n]:g} |" for n, s in splits.items()],
-        "",
-        "Gap level 0 is the base-training distribution; 1 is the full gap content of the KPI set and the",
-        "mining pool; validation sits at 0.5 (the base distribution plus about half the KPI rate of gap",
-        "content), so AutoML on validation does not see the KPI failures coming.",
-        "",
-        "## Gaps",
-        "",
-        "Content rare or absent in the base training set but present in the KPI set and the pool, so the",
-        "DEFT loop has real failures to find (RCA) and real rows to mine:",
-        "",
-        "| column | value | share of | " + " | ".join(f"{n} target / count" for n in names) + " | why |",
-        "|---|---|---|" + "---|" * len(names) + "---|",
-    ]
-    for gap in manifest["gaps"]:
-        cells = " | ".join(f"{gap['target_share'][n]:.1%} / {gap['count'][n]}" for n in names)
-        lines.append(f"| {gap['column']} | {gap['value']} | {gap['share_of']} | {cells} | {gap['why']} |")
-    lines += [
-        "",
-        "`label` and `comp_type_1` are CSV columns; the nuisance mode is only in the ground truth.",
-        "",
-        "## Nuisance modes (PASS variation)",
-        "",
-        "Every row (PASS and defect alike) has a mild dose of the world's PASS variation (sub-pixel",
-        "misregistration, gain, noise, ...) and one mode at full strength:",
-        "",
-        *[f"- `{mode}`: {text}" for mode, text in manifest["nuisance_modes"].items()],
-        "",
-        "## Defects",
-        "",
-        manifest["defects_markdown"],
-        "",
-    ]
-    return "\n".join(lines)
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
