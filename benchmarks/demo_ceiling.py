@@ -33,7 +33,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from aoideft import csvdata, fsutil, holdout, inference, kpi, spec as tao_spec, trainer  # noqa: E402
+from aoideft import csvdata, fsutil, holdout, inference, kpi, spec as tao_spec, train_cli, trainer  # noqa: E402
 from aoideft.demo import workspace as demo_workspace  # noqa: E402
 
 TRAIN_CSV, VAL_CSV = "train/base/training_set.csv", "train/base/validation_set.csv"
@@ -144,8 +144,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per training")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    overrides = {k: trainer.parse_override_value(v) for k, v in (a.split("=", 1) for a in args.overrides)}
-    demo_overrides = {k: trainer.parse_override_value(v) for k, v in (a.split("=", 1) for a in args.demo_overrides)}
+    overrides = {k: train_cli.parse_override_value(v) for k, v in (a.split("=", 1) for a in args.overrides)}
+    demo_overrides = {k: train_cli.parse_override_value(v) for k, v in (a.split("=", 1) for a in args.demo_overrides)}
     arms = ["csv"] if args.train_csv else args.arms
     runs: dict[str, dict[int, dict]] = {arm: {} for arm in arms}
     for seed in args.seeds:

@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from aoideft import kpi, spec_settings, trainer
+from aoideft import kpi, spec_settings, train_cli, trainer
 from aoideft.augment import augment_pairs
 from aoideft.checkpoint import build_model_from_checkpoint, load_checkpoint
 from aoideft.errors import InputError
@@ -307,7 +307,7 @@ def test_cli_trains_and_reports_input_errors(data, tmp_path, capsys):
     spec_path.write_text(yaml.safe_dump(make_spec(data)))
     argv = ["--spec", str(spec_path), "--results-dir", str(tmp_path / "cli"), "--device", "cpu", "--threads", "1",
             "--set", "train.num_epochs=1", "--set", "train.optim.lr=1e-3"]
-    assert trainer.main(argv) == 0
+    assert train_cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "epoch 1/1 loss " in out and "val_FAR@100%R " in out and "pred PASS/NO_PASS " in out
     epoch = next(line for line in out.splitlines() if "epoch 1/1 " in line)
@@ -317,7 +317,7 @@ def test_cli_trains_and_reports_input_errors(data, tmp_path, capsys):
     assert _metrics(tmp_path / "cli")[0]["lr"] == pytest.approx(1e-3 / 6)  # last of 6 linearly decayed steps
     assert sorted(path.name for path in (tmp_path / "cli").glob("model_epoch_*")) == ["model_epoch_000_step_00006.pth"]
 
-    assert trainer.main([*argv, "--set", "train.optim.lr"]) == 2
+    assert train_cli.main([*argv, "--set", "train.optim.lr"]) == 2
     assert "dotted.key=value" in capsys.readouterr().err
 
 
@@ -373,5 +373,5 @@ def test_augmentation_switches_and_identity_ranges():
 
 
 def test_spec_paths_resolve_against_the_workspace_root(tmp_path):
-    assert trainer.workspace_root_of(tmp_path / "ws" / "specs" / "baseline_spec.yaml") == (tmp_path / "ws").resolve()
-    assert trainer.workspace_root_of(tmp_path / "elsewhere" / "spec.yaml") == (tmp_path / "elsewhere").resolve()
+    assert train_cli.workspace_root_of(tmp_path / "ws" / "specs" / "baseline_spec.yaml") == (tmp_path / "ws").resolve()
+    assert train_cli.workspace_root_of(tmp_path / "elsewhere" / "spec.yaml") == (tmp_path / "elsewhere").resolve()

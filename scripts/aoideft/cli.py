@@ -16,7 +16,7 @@ import sys
 
 COMMANDS = {
     "demo": ("aoideft.demo.workspace", "main"),
-    "train": ("aoideft.trainer", "main"),
+    "train": ("aoideft.train_cli", "main"),
     "infer": ("aoideft.inference", "infer_main"),
     "embed": ("aoideft.inference", "embed_main"),
     "evaluate": ("aoideft.kpi_report", "main"),
