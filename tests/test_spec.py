@@ -9,7 +9,6 @@ import yaml
 
 from aoideft.errors import InputError
 from aoideft.spec import (
-    UNHONOURED_KEYS,
     deep_merge,
     flatten_spec,
     get_dotted,
@@ -21,6 +20,7 @@ from aoideft.spec import (
     with_overrides,
 )
 from aoideft.spec_settings import AugmentationSettings, train_settings
+from aoideft.spec_unhonoured import UNHONOURED_KEYS
 
 BASELINE = Path(__file__).parent / "data" / "tao_baseline_spec.yaml"
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from aoideft.errors import InputError
-from aoideft.spec import clamp_checkpoint_interval, get_dotted, is_set, load_spec, schema_default, validate_spec
+from aoideft.spec import clamp_checkpoint_interval, get_dotted, load_spec, schema_default, validate_spec
+from aoideft.spec_unhonoured import is_set
 
 _AUG = "dataset.classify.augmentation_config"
 
