@@ -92,6 +92,7 @@ rule deft_rca:
             "kpi.target_far_pct",
             "deft.top_k_per_label",
             "deft.failure_modes",
+            "deft.budget.defect_share",
             "deft.seed",
             "deft.kpi_holdout",
             "deft.kpi_holdout_group",

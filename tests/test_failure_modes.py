@@ -65,6 +65,22 @@ def test_a_missed_defect_label_is_found_on_the_missed_side(kpi_rows):
     assert sum(mode["weight"] for mode in result.modes) == pytest.approx(1.0)
 
 
+def test_missed_weight_splits_the_routing_weight_between_the_sides(kpi_rows):
+    defects = kpi_rows.loc[kpi_rows["label"] != "PASS", "label"].value_counts()
+    frame = scored(kpi_rows, seed=1, planted=lambda rows: rows["label"] == defects.index[0])
+    weights = {}
+    for missed_weight in (0.5, 0.8):
+        settings = fm.ModeSettings(min_failures=2, seed=1, missed_weight=missed_weight)
+        modes = fm.find_modes(frame, target_far_pct=5.0, settings=settings).modes
+        assert {mode["side"] for mode in modes} == {fm.MISSED, fm.FALSE_ALARM}
+        weights[missed_weight] = {side: sum(m["weight"] for m in modes if m["side"] == side)
+                                  for side in (fm.MISSED, fm.FALSE_ALARM)}
+        # the modes and their shares do not move, only the weight routing reads
+        assert sum(m["share"] for m in modes if m["side"] == fm.MISSED) == pytest.approx(1.0)
+    assert weights[0.5][fm.MISSED] == pytest.approx(0.5) and weights[0.5][fm.FALSE_ALARM] == pytest.approx(0.5)
+    assert weights[0.8][fm.MISSED] == pytest.approx(0.8) and weights[0.8][fm.FALSE_ALARM] == pytest.approx(0.2)
+
+
 def test_no_planted_gap_gives_no_metadata_mode(kpi_rows):
     frame = scored(kpi_rows, seed=2, planted=lambda rows: rows["label"] == "__none__")
     result = fm.find_modes(frame, target_far_pct=5.0, settings=SETTINGS)

@@ -222,17 +222,24 @@ def test_class_aware_neighbours_of_a_missed_defect_are_defects_and_of_a_false_al
     assert only_pass.rows.empty and any("1 defect target(s) unserved" in w for w in only_pass.warnings)
 
 
-def test_class_balanced_hard_examples_take_half_defects_and_fill_from_the_other_class():
+def test_hard_examples_take_the_defect_share_and_fill_from_the_other_class():
     pool = pool_frame(8, ["PASS"] * 5 + ["SHORT"] * 3)
     scores = np.array([0.999, 0.998, 0.997, 0.996, 0.995, 0.30, 0.45, 0.20])  # threshold 0.5
     ranked = mining.hard_examples(pool, scores, 0.5, 4)
     assert set(ranked["label"]) == {"PASS"}  # confident false alarms outrank every defect
-    balanced = mining.hard_examples(pool, scores, 0.5, 4, class_balanced=True)
+    balanced = mining.hard_examples(pool, scores, 0.5, 4, defect_share=0.5)
     assert list(balanced["object_name"]) == ["p0", "p1", "p7", "p5"]  # weakest first within the chosen rows
-    many = mining.hard_examples(pool, scores, 0.5, 7, class_balanced=True)
+    many = mining.hard_examples(pool, scores, 0.5, 7, defect_share=0.5)
     assert (many["label"] == "SHORT").sum() == 3 and (many["label"] == "PASS").sum() == 4
-    odd = mining.hard_examples(pool, scores, 0.5, 3, class_balanced=True)
-    assert (odd["label"] == "SHORT").sum() == 2
+    odd = mining.hard_examples(pool, scores, 0.5, 3, defect_share=0.5)
+    assert (odd["label"] == "SHORT").sum() == 2  # rounded up
+    defect_heavy = mining.hard_examples(pool, scores, 0.5, 4, defect_share=0.75)
+    assert sorted(defect_heavy["object_name"]) == ["p0", "p5", "p6", "p7"]
+    exact = mining.hard_examples(pool_frame(20, ["PASS"] * 10 + ["SHORT"] * 10), np.full(20, 0.5), 0.5, 10,
+                                 defect_share=0.7)
+    assert (exact["label"] == "SHORT").sum() == 7  # 0.7 x 10 in floating point is not rounded up to 8
+    only_pass = mining.hard_examples(pool, scores, 0.5, 4, defect_share=0.0)
+    assert set(only_pass["label"]) == {"PASS"}
 
 
 def test_random_rows_are_seeded_eligible_and_marked():

@@ -20,8 +20,9 @@ silhouette; no clusters when no k reaches a silhouette of 0.25); clusters smalle
 ``min_failures`` and rows without embeddings form one residual mode per side.
 
 A mode's ``share`` is its fraction of the side's weak rows (``false_alarm_share`` or
-``missed_share``); its routing ``weight`` is that share halved when both sides have weak rows, so
-the weights of all modes sum to 1.
+``missed_share``); its routing ``weight`` is that share times its side's part when both sides have
+weak rows (``missed_weight`` for missed defects, the rest for false alarms; ``deft.budget.defect_share``),
+so the weights of all modes sum to 1.
 """
 
 from __future__ import annotations
@@ -56,11 +57,13 @@ class ModeSettings:
     max_values: int = 25  # columns with more distinct values are identifiers, not conditions
     max_clusters: int = 4
     examples: int = 4
+    missed_weight: float = 0.5  # the missed side's part of the routing weight when both sides have weak rows
     seed: int = 0
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], seed: int) -> ModeSettings:
-        return cls(**{key: value for key, value in config.items() if key != "columns"}, seed=seed)
+    def from_config(cls, config: dict[str, Any], seed: int, missed_weight: float = 0.5) -> ModeSettings:
+        return cls(**{key: value for key, value in config.items() if key != "columns"}, seed=seed,
+                   missed_weight=missed_weight)
 
 
 @dataclass(frozen=True)
@@ -285,7 +288,10 @@ def mode_record(definition: dict, weak: pd.DataFrame, operating: dict, columns: 
     members = weak[weak["failure_mode"] == definition["id"]]
     side = definition["side"]
     side_total = int((weak["side"] == side).sum())
-    sides_present = weak["side"].nunique()
+    if weak["side"].nunique() == 1:
+        side_part = 1.0
+    else:
+        side_part = settings.missed_weight if side == MISSED else 1.0 - settings.missed_weight
     share = len(members) / side_total
     dominant = {}
     for column in columns:
@@ -300,7 +306,7 @@ def mode_record(definition: dict, weak: pd.DataFrame, operating: dict, columns: 
         "share": share,
         "false_alarm_share": share if side == FALSE_ALARM else 0.0,
         "missed_share": share if side == MISSED else 0.0,
-        "weight": share / sides_present,
+        "weight": share * side_part,
         "labels": {str(k): int(v) for k, v in members["label"].value_counts().sort_index().items()},
         "mean_weakness": float(members["weakness"].mean()),
         "mean_severity": None if side == FALSE_ALARM else float(members["severity"].mean()),

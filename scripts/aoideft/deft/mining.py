@@ -19,6 +19,7 @@ history keys must use the same convention (the raw CSV paths, before any ``pool/
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,15 +235,16 @@ def _eligible(pool_keys: pd.Series, *, history: dict, exclude_keys: Collection[s
 def hard_examples(pool: pd.DataFrame, scores: np.ndarray, threshold: float, count: int, *,
                   history: dict | None = None, exclude_keys: Collection[str] = frozenset(),
                   history_aware: bool = True, iteration: int | None = None,
-                  class_balanced: bool = False) -> pd.DataFrame:
+                  defect_share: float | None = None) -> pd.DataFrame:
     """The ``count`` eligible pool rows with the highest weakness under the current model: how far its
     score sits on the wrong side of ``threshold`` (its validation 100%-recall threshold), in logits
     (defects: threshold - score, PASS: score - threshold; positive = misclassified). Unscored rows are
     never chosen. Adds ``weakness`` and ``mining_reason`` columns; weakest first.
 
-    ``class_balanced``: half the rows are defects and half PASS (weakest first in each; what one class
-    cannot fill goes to the other). Ranked together, confidently flagged PASS rows (weakness of 5-8
-    logits) take every slot from the low-scored defects that set FAR at 100% recall."""
+    ``defect_share``: that share of the rows (rounded up) are defects and the rest PASS, weakest first
+    in each; what one class cannot fill goes to the other. None ranks both classes together, where
+    confidently flagged PASS rows (weakness of 5-8 logits) take every slot from the low-scored defects
+    that set FAR at 100% recall."""
     pool = pool.reset_index(drop=True)
     scores = np.asarray(scores, dtype=np.float64)
     if len(scores) != len(pool):
@@ -258,10 +260,11 @@ def hard_examples(pool: pd.DataFrame, scores: np.ndarray, threshold: float, coun
     weakness = np.where(is_defect, logit(threshold) - logit(scores), logit(scores) - logit(threshold))
     ranked = [int(i) for i in np.argsort(-weakness, kind="stable") if eligible[i]]
     count = max(count, 0)
-    if class_balanced:
+    if defect_share is not None:
         defects = [i for i in ranked if is_defect[i]]
         passes = [i for i in ranked if not is_defect[i]]
-        take_defects = min(len(defects), max(count - len(passes), (count + 1) // 2))
+        wanted = math.ceil(count * defect_share - 1e-9)  # 0.7 x 10 is 7.000000000000001, not 7
+        take_defects = min(len(defects), max(count - len(passes), wanted))
         chosen = set(defects[:take_defects] + passes[:count - take_defects])
         ranked = [i for i in ranked if i in chosen]
     order = ranked[:count]

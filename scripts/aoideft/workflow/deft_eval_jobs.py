@@ -188,7 +188,8 @@ def run_rca(settings: RunSettings, it: str, best_path: Path, out_metrics: Path) 
     result = rca.analyse(inference, lights=lights, images_dir=settings.images_dir, image_ext=ext,
                          top_k_per_label=settings.deft["top_k_per_label"])
     rca.write_rca(result, out_metrics.parent)
-    mode_settings = failure_modes.ModeSettings.from_config(settings.deft["failure_modes"], settings.deft_seed)
+    mode_settings = failure_modes.ModeSettings.from_config(settings.deft["failure_modes"], settings.deft_seed,
+                                                           missed_weight=settings.deft["budget"]["defect_share"])
     kpi_emb, kpi_keys = read_embeddings(settings.run_dir / it / "embeddings" / "kpi.npy")
     modes = failure_modes.find_modes(inference, target_far_pct=settings.kpi_target, settings=mode_settings,
                                      embeddings=kpi_emb, embedding_keys=kpi_keys,

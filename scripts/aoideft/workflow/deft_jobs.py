@@ -268,6 +268,11 @@ def _class_aware(settings: RunSettings) -> bool:
     return bool(settings.deft["mining"]["class_aware"]) and settings.deft["engine"] == "failure_modes"
 
 
+def _hard_defect_share(settings: RunSettings) -> float | None:
+    """Share of hard examples that are defects (None: both classes ranked together, as TAO would)."""
+    return float(settings.deft["budget"]["defect_share"]) if _class_aware(settings) else None
+
+
 def _never_mined(settings: RunSettings, kpi_keys: pd.Series) -> set[str]:
     """Pool rows that repeat a validation or KPI row, or copy a train/validation/KPI pair by content,
     are never mined."""
@@ -339,7 +344,7 @@ def _with_hard_examples(settings: RunSettings, n: int, neighbours: mining.Mining
     hard = mining.hard_examples(pool, kpi.parse_scores(scored[kpi.SCORE_COLUMN], source=str(emb_dir)),
                                 incumbent["deployable_threshold"], count, history=history, exclude_keys=exclude,
                                 history_aware=settings.deft["mining"]["history_aware"], iteration=n,
-                                class_balanced=_class_aware(settings))
+                                defect_share=_hard_defect_share(settings))
     rows = pd.concat([neighbours.rows, hard], ignore_index=True)
     stats = {**neighbours.stats, "neighbours": len(neighbours.rows), "hard_examples": len(hard), "budget": budget,
              "hard_weakness": {"min": float(hard["weakness"].min()), "max": float(hard["weakness"].max())} if len(hard) else None}
