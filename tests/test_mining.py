@@ -235,9 +235,9 @@ def test_hard_examples_take_the_defect_share_and_fill_from_the_other_class():
     assert (odd["label"] == "SHORT").sum() == 2  # rounded up
     defect_heavy = mining.hard_examples(pool, scores, 0.5, 4, defect_share=0.75)
     assert sorted(defect_heavy["object_name"]) == ["p0", "p5", "p6", "p7"]
-    exact = mining.hard_examples(pool_frame(20, ["PASS"] * 10 + ["SHORT"] * 10), np.full(20, 0.5), 0.5, 10,
-                                 defect_share=0.7)
-    assert (exact["label"] == "SHORT").sum() == 7  # 0.7 x 10 in floating point is not rounded up to 8
+    exact = mining.hard_examples(pool_frame(100, ["PASS"] * 50 + ["SHORT"] * 50), np.full(100, 0.5), 0.5, 50,
+                                 defect_share=0.14)
+    assert (exact["label"] == "SHORT").sum() == 7  # 0.14 x 50 is 7.000000000000001 in floating point, not 8
     only_pass = mining.hard_examples(pool, scores, 0.5, 4, defect_share=0.0)
     assert set(only_pass["label"]) == {"PASS"}
 

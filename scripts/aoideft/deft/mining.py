@@ -263,7 +263,7 @@ def hard_examples(pool: pd.DataFrame, scores: np.ndarray, threshold: float, coun
     if defect_share is not None:
         defects = [i for i in ranked if is_defect[i]]
         passes = [i for i in ranked if not is_defect[i]]
-        wanted = math.ceil(count * defect_share - 1e-9)  # 0.7 x 10 is 7.000000000000001, not 7
+        wanted = math.ceil(count * defect_share - 1e-9)  # 0.14 x 50 is 7.000000000000001, not 7
         take_defects = min(len(defects), max(count - len(passes), wanted))
         chosen = set(defects[:take_defects] + passes[:count - take_defects])
         ranked = [i for i in ranked if i in chosen]
