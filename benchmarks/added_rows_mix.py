@@ -18,20 +18,21 @@ from pathlib import Path
 
 import pandas as pd
 
+from aoideft.deft import assemble
+
 COUNTS = ("added", "synthetic", "mined", "mined_defects", "mined_gap_defects", "mined_gap_pass")
 
 
 def iteration_mix(run: Path, iteration: int, truth: pd.DataFrame) -> dict[str, int] | None:
     """Counts of the rows iteration ``iteration`` added, or None when it did not assemble a dataset."""
-    dataset = run / f"iter{iteration}" / "dataset"
-    combined_csv = dataset / f"train_combined_iter{iteration}.csv"
+    combined_csv, provenance_csv = assemble.dataset_paths(run / f"iter{iteration}" / "dataset", iteration)
     if not combined_csv.is_file():
         return None
     combined = pd.read_csv(combined_csv, dtype=str, keep_default_na=False)
-    provenance = pd.read_csv(dataset / f"train_combined_iter{iteration}_provenance.csv", dtype=str,
-                             keep_default_na=False)
-    added = combined[provenance["iteration_added"].to_numpy() == str(iteration)]
-    sources = provenance.loc[provenance["iteration_added"] == str(iteration), "source"].to_numpy()
+    provenance = pd.read_csv(provenance_csv, dtype=str, keep_default_na=False)
+    this_iteration = (provenance["iteration_added"] == str(iteration)).to_numpy()
+    added = combined[this_iteration]
+    sources = provenance["source"].to_numpy()[this_iteration]
     mined = added[sources == "mining_pool"]
     is_gap = mined["object_name"].map(truth["gap_content"]).fillna("").ne("").to_numpy()
     is_defect = mined["label"].ne("PASS").to_numpy()

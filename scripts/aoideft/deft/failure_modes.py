@@ -61,7 +61,7 @@ class ModeSettings:
     seed: int = 0
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], seed: int, missed_weight: float = 0.5) -> ModeSettings:
+    def from_config(cls, config: dict[str, Any], seed: int, missed_weight: float) -> ModeSettings:
         return cls(**{key: value for key, value in config.items() if key != "columns"}, seed=seed,
                    missed_weight=missed_weight)
 
