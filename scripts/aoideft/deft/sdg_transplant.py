@@ -23,16 +23,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy import ndimage
 
-from aoideft import csvdata, registration
+from aoideft import csvdata
 from aoideft.errors import InputError
 
 from .sdg_images import blur, load_image
+
+if TYPE_CHECKING:
+    import torch
 
 REFERENCE_SIZE = 64.0  # the pixel figures below are for a 64-px crop and scale with the crop
 MAX_SHIFT_PX = 4.0  # largest golden misregistration registration looks for
@@ -85,6 +88,10 @@ def _scale(shape: tuple[int, ...]) -> float:
 
 def register(pair: Pair) -> tuple[float, float]:
     """(dy, dx) of the pair's golden against its test (registration.py's convention), all lights at once."""
+    import torch  # here, not at the top: the loop's data jobs import this module and need no torch (~1.5 s)
+
+    from aoideft import registration
+
     def stack(images: list[np.ndarray]) -> torch.Tensor:
         return torch.from_numpy(np.stack([image.transpose(2, 0, 1) for image in images]))[None]
 
@@ -97,6 +104,10 @@ def shifted(image: np.ndarray, shift: tuple[float, float]) -> np.ndarray:
     """``image`` sampled at (y + dy, x + dx) (registration.shift_images)."""
     if shift == (0.0, 0.0):
         return image
+    import torch
+
+    from aoideft import registration
+
     tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
     moved = registration.shift_images(tensor, torch.tensor([shift], dtype=torch.float32))[0]
     return moved.numpy().transpose(1, 2, 0)
