@@ -42,7 +42,7 @@ rule automl_train:
         CONDA_ENV
     container:
         model_container()
-    threads: GPU_THREADS
+    threads: trial_threads
     resources:
         **gpu_resources(),
     params:

@@ -98,6 +98,18 @@ GPU_THREADS = config["resources"]["gpu"]["threads"]
 CPU_THREADS = config["resources"]["cpu"]["threads"]
 
 
+def trial_threads(wildcards):
+    """Cores an AutoML trial reserves: its share of --cores, so a round's trials run side by side
+    (at most GPU_THREADS). It still computes with GPU_THREADS torch threads (rulekit), so its figures
+    do not depend on --cores; on 2 cores two such trials together trained 1.25x faster than one after
+    the other (benchmarks/README.md, "Trials side by side")."""
+    cores = workflow.resource_settings.cores
+    if not cores:
+        return GPU_THREADS
+    _, concurrent = automl_counts(wildcards.phase)
+    return max(1, min(GPU_THREADS, cores // concurrent))
+
+
 # ---- what reruns a job -----------------------------------------------------------------------
 # The workspace files each rule reads are its inputs (Snakemake records their checksums, so an
 # edit reruns it and a touch does not); the config values it reads are its `params: config=...`.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, SNAKEMAKE, tiny_config
+from aoideft.workflow import rulekit
+from conftest import REPO, SNAKEMAKE, run_snakemake, tiny_config
 from local_slurm import GPU_MODEL, PARTITION, user_profile
 
 
@@ -46,6 +48,19 @@ def test_the_dry_run_shows_each_model_job_with_its_slurm_request(tmp_path, tiny_
         assert {"gpu=1", f"gpu_model={GPU_MODEL}", "runtime=60", f"slurm_partition={PARTITION}"} <= set(resources(rule))
     for rule in ("automl_suggest", "deft_evaluate", "deft_rca"):
         assert not [r for r in resources(rule) if r.startswith("gpu")], resources(rule)
+
+
+def test_a_trial_sharing_the_cores_computes_with_the_configured_threads(tmp_path, tiny_workspace):
+    """Two trials a round on 2 cores: each reserves one, so they run side by side, and still computes
+    with resources.gpu.threads torch threads (on the CPU the count changes the figures), sleeping
+    rather than spinning while idle."""
+    config = tiny_config(tiny_workspace, tmp_path / "run", **{"resources.gpu.threads": 2})
+    run_snakemake(config, tmp_path / "config.yaml", "phase1_automl/rec0/result.json")
+    log = (tmp_path / "run" / "logs" / "phase1_automl" / "rec0.log").read_text()
+    assert "[automl_train] torch threads 2 on 1 reserved core(s) (OMP_WAIT_POLICY=PASSIVE)" in log
+    summary = json.loads((tmp_path / "run" / "phase1_automl" / "rec0" / "train" / "train_summary.json").read_text())
+    assert summary["threads"] == 2
+    assert rulekit.os_thread_settings(granted=2, configured=2) == {"OMP_NUM_THREADS": "2"}
 
 
 @pytest.mark.skipif(bool(shutil.which("apptainer") or shutil.which("singularity")),

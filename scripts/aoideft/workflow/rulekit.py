@@ -26,8 +26,8 @@ def run_rule(smk, body: Callable[[RunSettings], None], *, uses_model: bool = Fal
     try:
         if uses_model:
             slot = gpu_slots.acquire()  # inside the try: an unusable lock folder is one line too
-            _limit_threads(smk.threads)
             print(f"[{smk.rule}] {gpu_slots.placement_line(slot)}")
+            print(f"[{smk.rule}] {_set_model_threads(granted=smk.threads, configured=smk.config['resources']['gpu']['threads'])}")
         body(from_snakemake(smk))
     except InputError as error:
         # Bad input: one clear line (here and in Snakemake's output), no traceback. Anything else
@@ -43,11 +43,29 @@ def run_rule(smk, body: Callable[[RunSettings], None], *, uses_model: bool = Fal
     print(f"[{smk.rule}] finished in {time.time() - started:.1f}s")
 
 
-def _limit_threads(threads: int) -> None:
+def _set_model_threads(*, granted: int, configured: int) -> str:
+    """A model job computes with ``resources.gpu.threads`` torch threads whatever Snakemake granted it:
+    on the CPU the count changes the figures, so they must not depend on ``--cores``. A job granted
+    fewer cores shares them with another (an AutoML round's trials side by side on a small machine):
+    its threads then sleep while idle rather than spin (OMP_WAIT_POLICY, read when torch loads
+    libgomp), since two spinning 2-thread jobs on 2 cores trained 3x slower than one after the other
+    (benchmarks/README.md, "Trials side by side"). Returns the log line saying so."""
+    settings = os_thread_settings(granted=granted, configured=configured)
+    for name, value in settings.items():
+        os.environ.setdefault(name, value)
     import torch
 
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    torch.set_num_threads(max(1, int(threads)))
+    torch.set_num_threads(configured)
+    waiting = " (OMP_WAIT_POLICY=PASSIVE)" if "OMP_WAIT_POLICY" in settings else ""
+    return f"torch threads {configured} on {granted} reserved core(s){waiting}"
+
+
+def os_thread_settings(*, granted: int, configured: int) -> dict[str, str]:
+    """The OpenMP environment of a model job given ``granted`` cores for ``configured`` threads."""
+    settings = {"OMP_NUM_THREADS": str(configured)}
+    if granted < configured:
+        settings["OMP_WAIT_POLICY"] = "PASSIVE"
+    return settings
 
 
 def outputs(smk) -> dict[str, Path]:
