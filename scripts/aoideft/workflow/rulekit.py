@@ -26,8 +26,10 @@ def run_rule(smk, body: Callable[[RunSettings], None], *, uses_model: bool = Fal
     try:
         if uses_model:
             slot = gpu_slots.acquire()  # inside the try: an unusable lock folder is one line too
+            # Before anything imports torch (the placement line does): libgomp reads its wait policy once, when it loads.
+            threads_line = _set_model_threads(granted=smk.threads, configured=smk.config["resources"]["gpu"]["threads"])
             print(f"[{smk.rule}] {gpu_slots.placement_line(slot)}")
-            print(f"[{smk.rule}] {_set_model_threads(granted=smk.threads, configured=smk.config['resources']['gpu']['threads'])}")
+            print(f"[{smk.rule}] {threads_line}")
         body(from_snakemake(smk))
     except InputError as error:
         # Bad input: one clear line (here and in Snakemake's output), no traceback. Anything else
@@ -51,6 +53,8 @@ def _set_model_threads(*, granted: int, configured: int) -> str:
     libgomp), since two spinning 2-thread jobs on 2 cores trained 3x slower than one after the other
     (benchmarks/README.md, "Trials side by side"). Returns the log line saying so."""
     settings = os_thread_settings(granted=granted, configured=configured)
+    if "OMP_WAIT_POLICY" in settings and "torch" in sys.modules:
+        raise RuntimeError("torch was imported before the model job's threads were set: they would spin on shared cores")
     for name, value in settings.items():
         os.environ.setdefault(name, value)
     import torch
