@@ -57,6 +57,10 @@ def timed(spec: Path, outs: list[Path], threads: int, passive: bool, together: b
     return time.perf_counter() - started
 
 
+def run_dir(root: Path, repeat: int, arrangement: str, trial: int) -> Path:
+    return root / f"r{repeat}_{arrangement.replace(' ', '_').replace(',', '')}_{trial}"
+
+
 def weights(run: Path) -> dict[str, torch.Tensor]:
     return torch.load(run / "latest.pth", weights_only=True)["state_dict"]
 
@@ -90,12 +94,11 @@ def main() -> None:
     seconds: dict[str, list[float]] = {name: [] for name in arrangements}
     for repeat in range(args.repeats):
         for name, (threads, passive, together, trials) in arrangements.items():
-            outs = [root / f"r{repeat}_{name.replace(' ', '_').replace(',', '')}_{i}" for i in range(trials)]
+            outs = [run_dir(root, repeat, name, i) for i in range(trials)]
             seconds[name].append(timed(spec_path, outs, threads, passive, together))
             print(f"repeat {repeat + 1}: {name}: {seconds[name][-1]:.1f}s", flush=True)
-    reference = root / "r0_sequential_0"
-    identical = {name: same_weights(reference, root / f"r0_{name.replace(' ', '_').replace(',', '')}_0")
-                 for name in arrangements}
+    reference = run_dir(root, 0, "sequential", 0)
+    identical = {name: same_weights(reference, run_dir(root, 0, name, 0)) for name in arrangements}
     base = median(seconds["sequential"])
     rows = [{"arrangement": name, "threads_per_trial": spec[0], "wait_policy": "PASSIVE" if spec[1] else "default",
              "trials": spec[3], "seconds": seconds[name], "median_seconds": median(seconds[name]),

@@ -101,8 +101,8 @@ CPU_THREADS = config["resources"]["cpu"]["threads"]
 def trial_threads(wildcards):
     """Cores an AutoML trial reserves: its share of --cores, so a round's trials run side by side
     (at most GPU_THREADS). It still computes with GPU_THREADS torch threads (rulekit), so its figures
-    do not depend on --cores; on 2 cores two such trials together trained 1.25x faster than one after
-    the other (benchmarks/README.md, "Trials side by side")."""
+    do not depend on --cores; on 2 cores two such trials together trained 1.27x faster than one after
+    the other (benchmarks/README.md, "make run's time on 2 CPU cores")."""
     cores = workflow.resource_settings.cores
     if not cores:
         return GPU_THREADS

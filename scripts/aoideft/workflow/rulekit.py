@@ -49,27 +49,27 @@ def _set_model_threads(*, granted: int, configured: int) -> str:
     """A model job computes with ``resources.gpu.threads`` torch threads whatever Snakemake granted it:
     on the CPU the count changes the figures, so they must not depend on ``--cores``. A job granted
     fewer cores shares them with another (an AutoML round's trials side by side on a small machine):
-    its threads then sleep while idle rather than spin (OMP_WAIT_POLICY, read when torch loads
-    libgomp), since two spinning 2-thread jobs on 2 cores trained 3x slower than one after the other
-    (benchmarks/README.md, "Trials side by side"). Returns the log line saying so."""
-    settings = os_thread_settings(granted=granted, configured=configured)
-    if "OMP_WAIT_POLICY" in settings and "torch" in sys.modules:
-        raise RuntimeError("torch was imported before the model job's threads were set: they would spin on shared cores")
-    for name, value in settings.items():
-        os.environ.setdefault(name, value)
+    its OpenMP threads then sleep while idle rather than spin (libgomp reads OMP_WAIT_POLICY once, as
+    torch brings it in); two spinning 2-thread trials on 2 cores ran at 0.57x the speed of one after
+    the other, sleeping ones at 1.27x (benchmarks/README.md, "make run's time on 2 CPU cores").
+    Returns the log line saying so."""
+    policy = wait_policy(granted=granted, configured=configured)
+    if policy is not None:
+        if "torch" in sys.modules:
+            raise RuntimeError("torch was imported before the model job's threads were set: they would spin on "
+                               "shared cores")
+        os.environ.setdefault("OMP_WAIT_POLICY", policy)  # a user's own setting wins
     import torch
 
     torch.set_num_threads(configured)
-    waiting = " (OMP_WAIT_POLICY=PASSIVE)" if "OMP_WAIT_POLICY" in settings else ""
-    return f"torch threads {configured} on {granted} reserved core(s){waiting}"
+    line = f"torch threads {configured} on {granted} reserved core(s)"
+    return f"{line} (OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']})" if policy is not None else line
 
 
-def os_thread_settings(*, granted: int, configured: int) -> dict[str, str]:
-    """The OpenMP environment of a model job given ``granted`` cores for ``configured`` threads."""
-    settings = {"OMP_NUM_THREADS": str(configured)}
-    if granted < configured:
-        settings["OMP_WAIT_POLICY"] = "PASSIVE"
-    return settings
+def wait_policy(*, granted: int, configured: int) -> str | None:
+    """OpenMP's wait policy for a model job given ``granted`` cores for ``configured`` threads (None:
+    libgomp's default, spinning a while before sleeping, fastest when the job has its cores)."""
+    return "PASSIVE" if granted < configured else None
 
 
 def outputs(smk) -> dict[str, Path]:
