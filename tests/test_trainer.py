@@ -201,6 +201,31 @@ def test_the_saved_weights_are_the_moving_average_of_the_trained_ones(data, tmp_
     assert trainer.weight_average(model, ema_epochs=0, steps_per_epoch=10) is None
 
 
+@pytest.mark.parametrize("difference_module", ["learnable", "euclidean"])
+def test_batchnorm_recalibration_gives_the_statistics_of_a_full_forward_pass(difference_module):
+    """The recalibration stops at the difference maps; were a BatchNorm added after them, its
+    statistics would go stale and this fails."""
+    arch = ModelArch(image_width=24, image_height=16, difference_module=difference_module)
+    generator = torch.Generator().manual_seed(3)
+    shape = (40, arch.num_lights, arch.channels, arch.image_height, arch.image_width)
+    data = trainer.PairTensors(torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator),
+                               torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator),
+                               torch.zeros(40, dtype=torch.int64))
+    recalibrated, reference = ChangeNetLite(arch), ChangeNetLite(arch)
+    reference.load_state_dict(recalibrated.state_dict())
+    trainer.recalibrate_batchnorm(recalibrated, data, batch_size=16, device=torch.device("cpu"))
+    norms = [m for m in reference.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for module in norms:
+        module.reset_running_stats()
+        module.momentum = None
+    reference.train()
+    with torch.no_grad():
+        for start in range(0, 40, 16):
+            reference(data.golden[start : start + 16], data.test[start : start + 16])
+    assert norms and not recalibrated.training
+    for name, value in reference.state_dict().items():
+        assert torch.equal(value, recalibrated.state_dict()[name]), name
+
 def test_linear_policy_decays_to_zero_per_step(trained):
     rows = _metrics(trained[0])
     # the LR of each epoch's last step: lr * (1 - steps_before / 18)
