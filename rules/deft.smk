@@ -28,6 +28,8 @@ rule deft_infer:
         **gpu_resources(),
     params:
         config=config_of("deft.kpi_holdout", *MODEL_CONFIG),
+        # whether it scores the pool: raising deft.max_iterations reruns the last iteration's pass
+        embeds_pool=lambda w: _loop.embeds_pool(w.loopit, config["deft"]["max_iterations"]),
     script:
         "../scripts/deft_infer.py"
 

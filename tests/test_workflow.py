@@ -97,6 +97,10 @@ def test_the_failure_mode_engine_ran_every_stage_within_its_budgets(tiny_run):
         assert set(added) <= {"sdg", "mined_neighbour", "mined_hard_example"}
     embeddings = read_json(run / "iter1/embeddings/embeddings.json")
     assert len(embeddings["checkpoint_sha256"]) == 64
+    # the pool is scored where a later iteration mines it, and not by the last one the loop may run
+    assert embeddings["pool"] == "pool.npy" and (run / "iter1/embeddings/pool_scores.csv").is_file()
+    last = read_json(run / "iter2/embeddings/embeddings.json")
+    assert last["pool"] is None and not (run / "iter2/embeddings/pool.npy").exists()
     report = (run / "DEFT_Loop_Report.html").read_text()
     assert 'id="it-baseline"' in report and "routed in iter1" in report and 'id="regression-gate"' in report
 

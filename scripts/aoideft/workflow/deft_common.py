@@ -12,10 +12,6 @@ from .. import csvdata, fsutil, state
 from .settings import RunSettings
 
 
-def iteration_number(label: str) -> int:
-    return 0 if label == "baseline" else int(label[len("iter"):])
-
-
 def prev_label(n: int) -> str:
     return state.iteration_label(n - 1)
 

@@ -21,7 +21,8 @@ import pandas as pd
 from .. import fsutil, holdout, kpi, kpi_report
 from ..deft import failure_modes, gate, rca
 from . import checkpoints, state_hooks
-from .deft_common import fmt, iteration_number, lights_and_ext, prev_label, read_embeddings
+from .deft_common import fmt, lights_and_ext, prev_label, read_embeddings
+from .loop import embeds_pool, iteration_number
 from .settings import RunSettings, model_backend
 
 HALVES = (holdout.TARGETING, holdout.HELD_OUT)
@@ -46,7 +47,8 @@ def score(settings: RunSettings, it: str, manifest: Path, out_summary: Path,
           embeddings_summary: Path | None = None) -> None:
     """Score what the loop needs, each (checkpoint, CSV) in one forward pass: both checkpoints on
     validation, then the chosen one on the KPI set (with TAO's behaviour, both: the choice reads it)
-    and, for loop iterations (``embeddings_summary``), on the pool, each with its embeddings."""
+    and, for loop iterations (``embeddings_summary``), on the pool, each with its embeddings. The
+    pool pass is left out where no later iteration can mine it (``loop.embeds_pool``)."""
     started = time.time()
     run = settings.run_dir
     backend = model_backend(settings)
@@ -68,23 +70,26 @@ def score(settings: RunSettings, it: str, manifest: Path, out_summary: Path,
             kpi_far[kind] = kpi.operating_point_at_recall(*_scored(kind_csv, files[kind]["kpi"])[1:]).far_pct
     chosen = choose_kind(settings, selection, kpi_far)
     ckpt, kind_csv = ckpts[chosen], out_summary.parent / chosen / "inference.csv"
+    with_pool = embeddings_summary is not None and embeds_pool(it, settings.deft["max_iterations"])
     if embeddings_summary is not None:
         emb_dir = embeddings_summary.parent
         backend.embed(ckpt, settings.kpi_csv, settings.images_dir, emb_dir / "kpi.npy",
                       scores_csv=None if kpi_far else kind_csv)
-        backend.embed(ckpt, settings.pool_csv, settings.pool_images_dir, emb_dir / "pool.npy",
-                      scores_csv=emb_dir / "pool_scores.csv")
+        if with_pool:
+            backend.embed(ckpt, settings.pool_csv, settings.pool_images_dir, emb_dir / "pool.npy",
+                          scores_csv=emb_dir / "pool_scores.csv")
     elif not kpi_far:
         backend.infer(ckpt, settings.kpi_csv, settings.images_dir, kind_csv)
     files[chosen]["kpi"] = str(kind_csv.relative_to(run))
     fsutil.write_json(out_summary, {"iteration": it, "chosen": chosen, "kinds": files})
     if embeddings_summary is not None:
+        pool = {"pool": "pool.npy", "pool_scores": "pool_scores.csv"} if with_pool else {"pool": None, "pool_scores": None}
         fsutil.write_json(embeddings_summary, {
             "checkpoint": files[chosen]["checkpoint"], "checkpoint_sha256": fsutil.sha256_file(ckpt),
-            "kpi": "kpi.npy", "pool": "pool.npy", "pool_scores": "pool_scores.csv"})
+            "kpi": "kpi.npy", **pool})
     passes = [f"{kind}: validation" + (", KPI" if "kpi" in f else "") for kind, f in files.items()]
     state_hooks.commit(settings, it, "inference", time.time() - started,
-                       f"scored {'; '.join(passes)}" + ("; the pool, with embeddings" if embeddings_summary else "")
+                       f"scored {'; '.join(passes)}" + ("; the pool, with embeddings" if with_pool else "")
                        + f"; {chosen} chosen on {'validation' if settings.selects_on_validation else 'the KPI set'}")
 
 

@@ -13,6 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 
+def iteration_number(label: str) -> int:
+    """0 for "baseline", n for "iter<n>"."""
+    return 0 if label == "baseline" else int(label[len("iter"):])
+
+
 @dataclass(frozen=True)
 class LoopWalk:
     labels: list[str]  # "baseline", "iter1", ... : every evaluated model of the loop
@@ -47,3 +52,9 @@ def walk_loop(read_decision: Callable[[str], dict[str, Any]],
         labels.append(f"iter{n}")
         decision = read_decision(f"iter{n}")
     return LoopWalk(labels, decision, None, None)
+
+
+def embeds_pool(label: str, max_iterations: int) -> bool:
+    """Whether iteration ``label``'s inference scores and embeds the mining pool: only the mining of a
+    later iteration reads them, so the last iteration the loop may run skips that pass."""
+    return iteration_number(label) < max_iterations
