@@ -111,6 +111,17 @@ def test_decoding_inference_and_embedding_log_timestamped_progress(workspace, tm
     assert len([line for line in lines if "decoding" in line and "done" in line]) == 2
 
 
+def test_the_embedding_pass_writes_the_very_scores_of_an_inference_pass(workspace, tmp_path):
+    """What lets the loop's jobs score and embed in one pass (SDG verification, the pool) unchanged."""
+    alone = inference.run_inference(workspace["checkpoint"], workspace["val"], workspace["images_dir"],
+                                    tmp_path / "i.csv", batch_size=5, device="cpu")
+    vectors = inference.export_embeddings(workspace["checkpoint"], workspace["val"], workspace["images_dir"],
+                                          tmp_path / "e.npy", batch_size=5, device="cpu", scores_csv=tmp_path / "s.csv")
+    together = pd.read_csv(tmp_path / "s.csv", dtype=str, keep_default_na=False)
+    assert vectors.shape[0] == len(alone) == len(together)
+    assert together.equals(pd.read_csv(tmp_path / "i.csv", dtype=str, keep_default_na=False))
+
+
 def test_checkpoint_lights_must_exist_in_images(workspace, tmp_path):
     arch = ModelArch(lights=("WhiteLight",), image_ext=".png", image_width=32, image_height=32)
     save_checkpoint(tmp_path / "white.pth", ChangeNetLite(arch), epoch=0, step=0, metrics={})

@@ -214,8 +214,8 @@ def _verified(settings: RunSettings, n: int, candidates: pd.DataFrame, targets: 
     backend = model_backend(settings)
     candidates_csv = out_dir / "verify" / "candidates.csv"
     fsutil.write_csv(candidates_csv, candidates)
-    scored = backend.infer(ckpt, candidates_csv, settings.run_images, out_dir / "verify" / "candidates_scored.csv")
-    backend.embed(ckpt, candidates_csv, settings.run_images, out_dir / "verify" / "candidates.npy")
+    scored = out_dir / "verify" / "candidates_scored.csv"
+    backend.embed(ckpt, candidates_csv, settings.run_images, out_dir / "verify" / "candidates.npy", scores_csv=scored)
     scores = kpi.parse_scores(kpi_report.read_inference_csv(scored)[kpi.SCORE_COLUMN], source=str(scored))
     operating = fsutil.read_json(rca_dir / failure_modes.MODES_FILE)["operating"]
     rules = sdg.VerifyRules(pass_threshold=operating["kpi_threshold"], defect_threshold=operating["target_threshold"],
