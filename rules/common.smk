@@ -99,15 +99,17 @@ CPU_THREADS = config["resources"]["cpu"]["threads"]
 
 
 def trial_threads(wildcards):
-    """Cores an AutoML trial reserves: its share of --cores, so a round's trials run side by side
-    (at most GPU_THREADS). It still computes with GPU_THREADS torch threads (rulekit), so its figures
-    do not depend on --cores; on 2 cores two such trials together trained 1.27x faster than one after
-    the other (benchmarks/README.md, "make run's time on 2 CPU cores")."""
+    """Cores an AutoML trial reserves: its share of --cores among its round's trials, so they run side
+    by side (at most GPU_THREADS; a round's last trial alone gets them all). It still computes with
+    GPU_THREADS torch threads (rulekit), so its figures do not depend on --cores; on 2 cores two such
+    trials together trained 1.27x faster than one after the other (benchmarks/README.md, "make run's
+    time on 2 CPU cores")."""
     cores = workflow.resource_settings.cores
     if not cores:
         return GPU_THREADS
-    _, concurrent = automl_counts(wildcards.phase)
-    return max(1, min(GPU_THREADS, cores // concurrent))
+    total, concurrent = automl_counts(wildcards.phase)
+    in_round = len(_automl.round_rec_ids(round_of(wildcards.phase, wildcards.k), concurrent, total))
+    return max(1, min(GPU_THREADS, cores // in_round))
 
 
 # ---- what reruns a job -----------------------------------------------------------------------

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aoideft.workflow import rulekit
 from conftest import REPO, SNAKEMAKE, run_snakemake, tiny_config
 from local_slurm import GPU_MODEL, PARTITION, user_profile
 
@@ -50,17 +49,21 @@ def test_the_dry_run_shows_each_model_job_with_its_slurm_request(tmp_path, tiny_
         assert not [r for r in resources(rule) if r.startswith("gpu")], resources(rule)
 
 
-def test_a_trial_sharing_the_cores_computes_with_the_configured_threads(tmp_path, tiny_workspace):
+@pytest.mark.parametrize(("trials", "line"), [
+    (2, "torch threads 2 on 1 reserved core(s) (OMP_WAIT_POLICY=PASSIVE)"),
+    (1, "torch threads 2 on 2 reserved core(s)\n"),  # a round of one: its cores, libgomp's default
+])
+def test_a_trial_sharing_the_cores_computes_with_the_configured_threads(tmp_path, tiny_workspace, trials, line):
     """Two trials a round on 2 cores: each reserves one, so they run side by side, and still computes
     with resources.gpu.threads torch threads (on the CPU the count changes the figures), sleeping
-    rather than spinning while idle."""
-    config = tiny_config(tiny_workspace, tmp_path / "run", **{"resources.gpu.threads": 2})
+    rather than spinning while idle. A trial alone in its round reserves them all."""
+    config = tiny_config(tiny_workspace, tmp_path / "run", **{"resources.gpu.threads": 2,
+                                                              "automl.phase1.max_recommendations": trials})
     run_snakemake(config, tmp_path / "config.yaml", "phase1_automl/rec0/result.json")
     log = (tmp_path / "run" / "logs" / "phase1_automl" / "rec0.log").read_text()
-    assert "[automl_train] torch threads 2 on 1 reserved core(s) (OMP_WAIT_POLICY=PASSIVE)" in log
+    assert f"[automl_train] {line}" in log
     summary = json.loads((tmp_path / "run" / "phase1_automl" / "rec0" / "train" / "train_summary.json").read_text())
     assert summary["threads"] == 2
-    assert rulekit.wait_policy(granted=2, configured=2) is None  # a job with its cores keeps libgomp's default
 
 
 @pytest.mark.skipif(bool(shutil.which("apptainer") or shutil.which("singularity")),
