@@ -9,6 +9,7 @@ pinned so the warm start always loads.
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from .settings import RunSettings, model_backend
 
 PHASE1, PHASE3 = "phase1_automl", "final_automl"
 WIDTH_KEY = "model.classify.learnable_difference_modules"
+LR_KEY = "train.optim.lr"
 
 
 # Each phase's block of the config's automl section.
@@ -53,7 +55,20 @@ def search_space(settings: RunSettings, phase: str) -> list[automl_space.SearchP
     entries = settings.automl["search_space"] or automl_space.default_search_space(schema, ignored=frozenset(ignored))
     pinned = pinned_params(settings, phase)
     entries = [e for e in entries if e["parameter"] not in pinned]
-    return automl_space.parse_search_space(entries, schema, pinned)
+    space = automl_space.parse_search_space(entries, schema, pinned)
+    if phase == PHASE3 and settings.automl["phase3"]["lr_at_most_warm_start"]:
+        space = [_lr_at_most(p, float(tao_spec.get_dotted(base_spec(settings, PHASE3), LR_KEY))) if p.name == LR_KEY
+                 else p for p in space]
+    return space
+
+
+def _lr_at_most(param: automl_space.SearchParam, rate: float) -> automl_space.SearchParam:
+    """The learning rate's range cut at ``rate``, the rate Phase 1's winner trained at: Phase 3's trials
+    fine-tune that model, and above it a third of them collapsed (benchmarks/README.md, "Phase 3's
+    learning rate")."""
+    low, high = param.bounds
+    high = min(high, rate)
+    return replace(param, low=min(low, high), high=high)
 
 
 def first_trial_params(settings: RunSettings, phase: str, space) -> dict[str, Any]:
