@@ -173,7 +173,6 @@ def test_combined_csvs_grow_and_phase3_warm_starts(tiny_run):
     phase1 = read_json(run / "phase1_automl/best_rec.json")["best"]["specs"]
     proposals = read_json(run / "final_automl/round0/proposals.json")["proposals"]
     assert proposals[0]["params"]["train.optim.lr"] == pytest.approx(phase1["train.optim.lr"])
-    assert all(0.0005 <= p["params"]["train.optim.lr"] <= phase1["train.optim.lr"] for p in proposals)
 
 
 @pytest.mark.parametrize("capped", [True, False])
