@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from _common import machine, workspace_spec
-from aoideft import registration, trainer
+from aoideft import epoch, registration, trainer
 from aoideft.demo.workspace import DemoConfig, generate_workspace
 from aoideft.inference import autocast, prepare_model
 from aoideft.model import ChangeNetLite
@@ -62,7 +62,7 @@ def bound_pairs_per_second(spec: dict, *, steps: int, repeats: int, compile_mode
     arch = trainer.arch_from_settings(settings, options)
     model = prepare_model(ChangeNetLite(arch), device)
     forward = torch.compile(model) if compile_model else model
-    optimizer = trainer.make_optimizer(model, settings)
+    optimizer = epoch.make_optimizer(model, settings)
     criterion = nn.CrossEntropyLoss()
     shape = (settings.batch_size, len(arch.lights), arch.channels, arch.image_height, arch.image_width)
     golden, test = torch.rand(shape, device=device), torch.rand(shape, device=device)
@@ -111,7 +111,7 @@ def real_loop(spec: dict, results_dir: Path, *, options: trainer.TrainOptions) -
     summary = trainer.train_from_spec(spec, results_dir, options=options)
     epochs = [json.loads(line) for line in (results_dir / "metrics.jsonl").read_text().splitlines()]
     timed = epochs[1:] or epochs
-    # An epoch draws as many pairs as the training CSV has rows (trainer.epoch_indices).
+    # An epoch draws as many pairs as the training CSV has rows (epoch.epoch_indices).
     return {"pairs_per_second": median(summary["num_train_pairs"] / e["train_seconds"] for e in timed),
             "median_epoch_seconds": median(e["seconds"] for e in timed),
             "median_train_seconds": median(e["train_seconds"] for e in timed),

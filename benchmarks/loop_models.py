@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from aoideft import holdout, kpi  # noqa: E402
 from aoideft.checkpoint import build_model_from_checkpoint  # noqa: E402
+from aoideft.epoch import PairTensors, recalibrate_batchnorm  # noqa: E402
 from aoideft.inference import decode_for_arch, predict  # noqa: E402
 from aoideft.model import defect_scores  # noqa: E402
-from aoideft.trainer import PairTensors, recalibrate_batchnorm  # noqa: E402
 
 
 def _json(path: Path) -> dict:

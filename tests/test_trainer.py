@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from aoideft import kpi, spec_settings, train_cli, trainer
+from aoideft import epoch, kpi, spec_settings, train_cli, trainer
 from aoideft.augment import augment_pairs
 from aoideft.checkpoint import build_model_from_checkpoint, load_checkpoint
 from aoideft.errors import InputError
@@ -189,7 +189,7 @@ def test_the_saved_weights_are_the_moving_average_of_the_trained_ones(data, tmp_
     name = "head.2.weight"
     assert not torch.allclose(raw_weights[name], ema_weights[name])
     model = ChangeNetLite(ModelArch())
-    average = trainer.weight_average(model, ema_epochs=1.0, steps_per_epoch=10)
+    average = epoch.weight_average(model, ema_epochs=1.0, steps_per_epoch=10)
     average.update_parameters(model)  # the first update copies the weights
     with torch.no_grad():
         start = average.module.head[2].weight.clone()
@@ -198,7 +198,7 @@ def test_the_saved_weights_are_the_moving_average_of_the_trained_ones(data, tmp_
     average.update_parameters(model)
     moved = average.module.head[2].weight - start
     assert torch.allclose(moved, torch.full_like(moved, 1.0 - math.exp(-0.1)), atol=1e-5)  # decay e^(-1/10)
-    assert trainer.weight_average(model, ema_epochs=0, steps_per_epoch=10) is None
+    assert epoch.weight_average(model, ema_epochs=0, steps_per_epoch=10) is None
 
 
 @pytest.mark.parametrize("difference_module", ["learnable", "euclidean"])
@@ -208,12 +208,12 @@ def test_batchnorm_recalibration_gives_the_statistics_of_a_full_forward_pass(dif
     arch = ModelArch(image_width=24, image_height=16, difference_module=difference_module)
     generator = torch.Generator().manual_seed(3)
     shape = (40, arch.num_lights, arch.channels, arch.image_height, arch.image_width)
-    data = trainer.PairTensors(torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator),
+    data = epoch.PairTensors(torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator),
                                torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator),
                                torch.zeros(40, dtype=torch.int64))
     recalibrated, reference = ChangeNetLite(arch), ChangeNetLite(arch)
     reference.load_state_dict(recalibrated.state_dict())
-    trainer.recalibrate_batchnorm(recalibrated, data, batch_size=16, device=torch.device("cpu"))
+    epoch.recalibrate_batchnorm(recalibrated, data, batch_size=16, device=torch.device("cpu"))
     norms = [m for m in reference.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     for module in norms:
         module.reset_running_stats()
@@ -233,25 +233,25 @@ def test_linear_policy_decays_to_zero_per_step(trained):
 
 
 def test_step_policy_drops_tenfold_at_two_thirds():
-    factor = trainer.lr_factor("step", num_epochs=10, steps_per_epoch=4)
-    assert [factor(epoch * 4) for epoch in range(10)] == [1.0] * 7 + [0.1] * 3
-    assert trainer.lr_factor("linear", num_epochs=2, steps_per_epoch=5)(5) == 0.5
+    factor = epoch.lr_factor("step", num_epochs=10, steps_per_epoch=4)
+    assert [factor(number * 4) for number in range(10)] == [1.0] * 7 + [0.1] * 3
+    assert epoch.lr_factor("linear", num_epochs=2, steps_per_epoch=5)(5) == 0.5
 
 
 def test_a_warmup_ramps_the_lr_up_then_hands_over_to_the_policy():
-    factor = trainer.lr_factor("linear", num_epochs=2, steps_per_epoch=5, warmup_steps=5)
+    factor = epoch.lr_factor("linear", num_epochs=2, steps_per_epoch=5, warmup_steps=5)
     assert [factor(step) for step in range(5)] == pytest.approx([(s + 1) / 5 * (1 - s / 10) for s in range(5)])
     assert factor(5) == 0.5 and factor(9) == pytest.approx(0.1)
 
 
 def test_sampler_weights_follow_tao_formula():
     is_defect = np.array([False] * 8 + [True] * 2)
-    weights = trainer.sampler_weights(is_defect, 0.25)
+    weights = epoch.sampler_weights(is_defect, 0.25)
     assert weights.tolist() == [1.0] * 8 + [8 / 2 * 0.25] * 2
-    assert trainer.sampler_weights(is_defect, 0.0).tolist() == [1.0] * 10
+    assert epoch.sampler_weights(is_defect, 0.0).tolist() == [1.0] * 10
 
-    draws = trainer.epoch_indices(weights, torch.Generator().manual_seed(3))
-    again = trainer.epoch_indices(weights, torch.Generator().manual_seed(3))
+    draws = epoch.epoch_indices(weights, torch.Generator().manual_seed(3))
+    again = epoch.epoch_indices(weights, torch.Generator().manual_seed(3))
     assert len(draws) == 10 and torch.equal(draws, again)
     # With replacement and proportional to the weights: over many draws defects make up 2 / (8 + 2) of them.
     generator = torch.Generator().manual_seed(0)
@@ -304,7 +304,7 @@ def test_warm_start_loads_weights_and_rejects_other_architecture(data, tmp_path,
     spec["train"]["optim"]["lr"] = 0.0  # no update: the warm-started model must equal the checkpoint
     summary = trainer.train_from_spec(spec, tmp_path / "warm", options={**OPTIONS, "warm_start_warmup_epochs": 1.0})
     assert summary["pretrained"] == str(results / "latest.pth")
-    assert summary["warmup_steps"] == len(trainer.batch_bounds(len(pd.read_csv(data["train"])), 8))  # one epoch
+    assert summary["warmup_steps"] == len(epoch.batch_bounds(len(pd.read_csv(data["train"])), 8))  # one epoch
     start = build_model_from_checkpoint(results / "latest.pth").state_dict()
     after = build_model_from_checkpoint(tmp_path / "warm" / "latest.pth").state_dict()
     weights = [name for name in start if "running_" not in name and "num_batches" not in name]
@@ -335,9 +335,9 @@ def test_cli_trains_and_reports_input_errors(data, tmp_path, capsys):
     assert train_cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "epoch 1/1 loss " in out and "val_FAR@100%R " in out and "pred PASS/NO_PASS " in out
-    epoch = next(line for line in out.splitlines() if "epoch 1/1 " in line)
-    assert re.match(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] epoch 1/1 ", epoch)
-    assert re.search(r" best [\d.]+% \(epoch 1\) .* ETA 0\.0s$", epoch)
+    epoch_line = next(text for text in out.splitlines() if "epoch 1/1 " in text)
+    assert re.match(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] epoch 1/1 ", epoch_line)
+    assert re.search(r" best [\d.]+% \(epoch 1\) .* ETA 0\.0s$", epoch_line)
     assert "train.csv: 48 rows x 2 lights" in out and "train.csv: done, 48 rows in " in out  # decode start, end
     assert _metrics(tmp_path / "cli")[0]["lr"] == pytest.approx(1e-3 / 6)  # last of 6 linearly decayed steps
     assert sorted(path.name for path in (tmp_path / "cli").glob("model_epoch_*")) == ["model_epoch_000_step_00006.pth"]
@@ -395,6 +395,36 @@ def test_augmentation_switches_and_identity_ranges():
     assert torch.equal(colour_off, x)
     with pytest.raises(InputError, match="multiples of 90"):
         augment_pairs(x, x, replace(NONE_ON, rotate_enabled=True, angle_list=(45,)), torch.Generator())
+
+
+def test_batches_augmented_together_get_what_they_get_one_by_one():
+    # A GPU gathers and augments several batches at once (epoch.batch_groups); each pair must still
+    # get the parameters, and so the pixels, it gets when its batch is augmented alone.
+    golden, test = _batch(seed=3, shape=(23, 2, 3, 12, 12)), _batch(seed=4, shape=(23, 2, 3, 12, 12))
+    sizes = [8, 8, 7]
+    one_by_one, generator, start = [], torch.Generator().manual_seed(5), 0
+    for size in sizes:
+        one_by_one.append(augment_pairs(golden[start : start + size].clone(), test[start : start + size].clone(),
+                                        ALL_ON, generator))
+        start += size
+    together = augment_pairs(golden.clone(), test.clone(), ALL_ON, torch.Generator().manual_seed(5), sizes)
+    assert torch.equal(together[0], torch.cat([pair[0] for pair in one_by_one]))
+    assert torch.equal(together[1], torch.cat([pair[1] for pair in one_by_one]))
+    # drawn as one batch of 23 the parameters differ: the batch sizes are what keeps them
+    assert not torch.equal(augment_pairs(golden.clone(), test.clone(), ALL_ON, torch.Generator().manual_seed(5))[0],
+                           together[0])
+    with pytest.raises(ValueError, match="do not add up"):
+        augment_pairs(golden, test, ALL_ON, torch.Generator(), [8, 8])
+
+
+def test_batches_are_grouped_only_on_a_gpu():
+    bounds = epoch.batch_bounds(100, 16)
+    assert epoch.batch_groups(bounds, 1 << 20, torch.device("cpu")) == [[bound] for bound in bounds]
+    on_gpu = epoch.batch_groups(bounds, epoch.GPU_BATCH_GROUP_BYTES // 3, torch.device("cuda"))
+    assert [len(group) for group in on_gpu] == [3, 3, 1]
+    assert [bound for group in on_gpu for bound in group] == bounds
+    huge = epoch.batch_groups(bounds, 2 * epoch.GPU_BATCH_GROUP_BYTES, torch.device("cuda"))
+    assert huge == [[bound] for bound in bounds]  # a batch larger than the budget is still one group
 
 
 def test_spec_paths_resolve_against_the_workspace_root(tmp_path):

@@ -1,4 +1,4 @@
-"""Training augmentation of golden/test pairs, TAO's ``augmentation_config``, applied per batch.
+"""Training augmentation of golden/test pairs, TAO's ``augmentation_config``, drawn per batch.
 
 Works on float tensors in [0, 1] shaped [B, L, C, H, W] (one image per light, before the lights are
 stacked), on whatever device they live. Each pair draws its random parameters once and they are applied
@@ -29,58 +29,87 @@ _RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.2
 
 
 def augment_pairs(
-    golden: torch.Tensor, test: torch.Tensor, settings: AugmentationSettings, generator: torch.Generator
+    golden: torch.Tensor, test: torch.Tensor, settings: AugmentationSettings, generator: torch.Generator,
+    batch_sizes: Sequence[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Augment a batch of pairs ([B, L, C, H, W] floats in [0, 1]); returns new (golden, test)."""
+    """Augment pairs ([B, L, C, H, W] floats in [0, 1]); returns new (golden, test).
+
+    ``batch_sizes`` (default: one batch of all B rows) are the training batches the rows form, in order:
+    each batch draws its parameters as if augmented alone, so a GPU can augment several batches in one
+    set of kernel launches and every pair still gets the parameters it gets one batch at a time."""
     if not settings.augment:
         return golden, test
     pairs = torch.stack([golden, test], dim=1)  # [B, 2, L, C, H, W]: one draw per pair
-    batch = pairs.shape[0]
+    batch_sizes = list(batch_sizes or [len(pairs)])
+    if sum(batch_sizes) != len(pairs):
+        raise ValueError(f"batch sizes {batch_sizes} do not add up to the {len(pairs)} pairs given")
+    square, rgb = pairs.shape[-1] == pairs.shape[-2], pairs.shape[-3] == 3
+    draws = [draw_parameters(size, settings, generator, square=square, rgb=rgb) for size in batch_sizes]
+    drawn = {key: torch.cat([draw[key] for draw in draws]) for key in draws[0]}
     if settings.scale_crop_enabled:
-        pairs = random_scale_crop(pairs, settings.scale_range, generator)
+        pairs = random_scale_crop(pairs, drawn["crop_fraction"], drawn["crop_x"], drawn["crop_y"])
     if settings.flip_enabled:
-        pairs = _apply_to(pairs, _rand(generator, batch) < settings.hflip_probability, lambda x: x.flip(-1))
-        pairs = _apply_to(pairs, _rand(generator, batch) < settings.vflip_probability, lambda x: x.flip(-2))
+        pairs = _apply_to(pairs, drawn["hflip"], lambda x: x.flip(-1))
+        pairs = _apply_to(pairs, drawn["vflip"], lambda x: x.flip(-2))
     if settings.rotate_enabled:
-        pairs = random_rot90(pairs, settings.rotate_probability, settings.angle_list, generator)
-    if settings.color_enabled and pairs.shape[-3] == 3:
-        pairs = random_color(pairs, settings, generator)
+        for index, turns in enumerate(_quarter_turns(settings.angle_list, square)):
+            pairs = _apply_to(pairs, drawn["rotate"] & (drawn["quarter_turns"] == index),
+                              lambda x, k=turns: torch.rot90(x, k, dims=(-2, -1)))
+    if "color" in drawn:
+        pairs = random_color(pairs, drawn)
     return pairs[:, 0], pairs[:, 1]
 
 
-def random_scale_crop(pairs: torch.Tensor, scale_range: Sequence[float], generator: torch.Generator) -> torch.Tensor:
-    """Zoom in: crop a random window whose side is a fraction f ~ U(scale_range) of the image side
-    (``AugmentationSettings.scale_range``, 0 < low <= high <= 1) and resize it back (bilinear)."""
+def draw_parameters(
+    batch: int, settings: AugmentationSettings, generator: torch.Generator, *, square: bool, rgb: bool
+) -> dict[str, torch.Tensor]:
+    """The random parameters of one batch of ``batch`` pairs, [batch] CPU tensors each, drawn from
+    ``generator`` in a fixed order (a seed's augmentation must not change with the device or the code
+    path): crop (fraction, x, y), flips (h, v), rotation (whether, which of the quarter turns), colour
+    (whether, brightness, contrast, saturation, hue)."""
+    drawn: dict[str, torch.Tensor] = {}
+    if settings.scale_crop_enabled:
+        low, high = float(settings.scale_range[0]), float(settings.scale_range[1])
+        drawn["crop_fraction"] = _uniform(generator, batch, low, high)
+        drawn["crop_x"], drawn["crop_y"] = _rand(generator, batch), _rand(generator, batch)
+    if settings.flip_enabled:
+        drawn["hflip"] = _rand(generator, batch) < settings.hflip_probability
+        drawn["vflip"] = _rand(generator, batch) < settings.vflip_probability
+    if settings.rotate_enabled:
+        drawn["rotate"] = _rand(generator, batch) < settings.rotate_probability
+        choices = max(len(_quarter_turns(settings.angle_list, square)), 1)
+        drawn["quarter_turns"] = torch.randint(choices, (batch,), generator=generator)
+    if settings.color_enabled and rgb:
+        drawn["color"] = _rand(generator, batch) < settings.color_probability
+        for name in ("brightness", "contrast", "saturation"):
+            spread = getattr(settings, name)
+            drawn[name] = _uniform(generator, batch, max(0.0, 1 - spread), 1 + spread)
+        drawn["hue"] = _uniform(generator, batch, -settings.hue, settings.hue)
+    return drawn
+
+
+def random_scale_crop(pairs: torch.Tensor, fraction: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Zoom in: crop a window whose side is ``fraction`` of the image side (drawn from
+    ``AugmentationSettings.scale_range``, 0 < low <= high <= 1), its centre at ``x``, ``y`` in [0, 1]
+    of the room it has, and resize it back (bilinear)."""
     batch, height, width = pairs.shape[0], pairs.shape[-2], pairs.shape[-1]
-    fraction = _uniform(generator, batch, float(scale_range[0]), float(scale_range[1]))
     slack = (1.0 - fraction).clamp(min=0.0)  # how far the window centre may move, in [-1, 1] units
     theta = torch.zeros(batch, 2, 3)
     theta[:, 0, 0] = fraction
     theta[:, 1, 1] = fraction
-    theta[:, 0, 2] = (2 * _rand(generator, batch) - 1) * slack
-    theta[:, 1, 2] = (2 * _rand(generator, batch) - 1) * slack
+    theta[:, 0, 2] = (2 * x - 1) * slack
+    theta[:, 1, 2] = (2 * y - 1) * slack
     flat = pairs.reshape(batch, -1, height, width)
     grid = F.affine_grid(_to_device(theta, flat.device).to(flat.dtype), list(flat.shape), align_corners=False)
     out = F.grid_sample(flat, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return out.reshape(pairs.shape)
 
 
-def random_rot90(
-    pairs: torch.Tensor, probability: float, angle_list: Sequence[float], generator: torch.Generator
-) -> torch.Tensor:
-    """With ``probability`` rotate by an angle drawn from ``angle_list`` (multiples of 90 degrees).
-
-    On non-square images 90 and 270 would change the image size, so only 180 is used there.
-    """
-    quarter_turns = rotation_quarter_turns(angle_list)
-    if pairs.shape[-1] != pairs.shape[-2]:
-        quarter_turns = [turns for turns in quarter_turns if turns % 2 == 0]
-    batch = pairs.shape[0]
-    rotate = _rand(generator, batch) < probability
-    choice = torch.randint(max(len(quarter_turns), 1), (batch,), generator=generator)
-    for index, turns in enumerate(quarter_turns):
-        pairs = _apply_to(pairs, rotate & (choice == index), lambda x, k=turns: torch.rot90(x, k, dims=(-2, -1)))
-    return pairs
+def _quarter_turns(angle_list: Sequence[float], square: bool) -> list[int]:
+    """The rotations ``angle_list`` allows, in quarter turns; on non-square images 90 and 270 would
+    change the image size, so only 180 is used there."""
+    turns = rotation_quarter_turns(angle_list)
+    return turns if square else [turn for turn in turns if turn % 2 == 0]
 
 
 def rotation_quarter_turns(angle_list: Sequence[float]) -> list[int]:
@@ -95,27 +124,23 @@ def rotation_quarter_turns(angle_list: Sequence[float]) -> list[int]:
     return turns
 
 
-def random_color(pairs: torch.Tensor, settings: AugmentationSettings, generator: torch.Generator) -> torch.Tensor:
-    """Colour jitter (torchvision semantics: factor ranges [1-x, 1+x], hue shift in [-hue, hue] turns)."""
-    batch = pairs.shape[0]
-    selected = _rand(generator, batch) < settings.color_probability
-    brightness = _uniform(generator, batch, max(0.0, 1 - settings.brightness), 1 + settings.brightness)
-    contrast = _uniform(generator, batch, max(0.0, 1 - settings.contrast), 1 + settings.contrast)
-    saturation = _uniform(generator, batch, max(0.0, 1 - settings.saturation), 1 + settings.saturation)
-    hue = _uniform(generator, batch, -settings.hue, settings.hue)
-    index = selected.nonzero().squeeze(1)
+def random_color(pairs: torch.Tensor, drawn: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Colour jitter of the pairs ``drawn["color"]`` selects (torchvision semantics: factor ranges
+    [1-x, 1+x], hue shift in [-hue, hue] turns; ``draw_parameters`` draws them)."""
+    index = drawn["color"].nonzero().squeeze(1)
     if index.numel() == 0:
         return pairs
     rows = _to_device(index, pairs.device)
     x = pairs[rows]
     shape = (-1,) + (1,) * (x.dim() - 1)
-    factors = _to_device(torch.stack([brightness, contrast, saturation])[:, index], x.device).to(x.dtype)
+    factors = torch.stack([drawn["brightness"], drawn["contrast"], drawn["saturation"]])[:, index]
+    factors = _to_device(factors, x.device).to(x.dtype)
     x = (x * factors[0].view(shape)).clamp(0, 1)
     mean = _gray(x).mean(dim=(-3, -2, -1), keepdim=True)
     x = ((x - mean) * factors[1].view(shape) + mean).clamp(0, 1)
     gray = _gray(x)
     x = ((x - gray) * factors[2].view(shape) + gray).clamp(0, 1)
-    x = torch.einsum("nij,nsljhw->nslihw", _to_device(_hue_matrices(hue[index]), x.device).to(x.dtype), x)
+    x = torch.einsum("nij,nsljhw->nslihw", _to_device(_hue_matrices(drawn["hue"][index]), x.device).to(x.dtype), x)
     pairs[rows] = x.clamp(0, 1)
     return pairs
 

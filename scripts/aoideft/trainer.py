@@ -10,9 +10,7 @@ One job: decode the train and validation CSVs once into memory, then for each ep
     ``metrics.jsonl``  one object per epoch
     ``train_summary.json``
 
-Schedules (``train.optim.policy``): ``linear`` scales the LR by ``1 - step / total_steps`` before each
-optimiser step, reaching 0 at the end of the run; ``step`` multiplies it by 0.1 from epoch
-``ceil(2/3 * num_epochs)`` (0-based) on, e.g. epochs 7-9 of 10.
+An epoch's parts (sampling, batches, LR schedules, the weight average) are in epoch.py.
 
 Validation runs every epoch (``validation_interval`` is not used): it costs a fraction of a training
 epoch and ``best_val.pth`` and collapse detection need the whole curve.
@@ -27,12 +25,11 @@ Command line: ``aoideft train`` (train_cli.py).
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, cast
@@ -42,15 +39,24 @@ import torch
 from torch import nn
 
 from aoideft import fsutil, kpi, progress, spec as spec_module, spec_settings
-from aoideft.augment import augment_pairs
 from aoideft.checkpoint import checkpoint_name, load_pretrained_weights, save_checkpoint
 from aoideft.decode_cache import DecodeCache
+from aoideft.epoch import (
+    PairTensors,
+    batch_bounds,
+    epoch_indices,
+    lr_factor,
+    make_optimizer,
+    recalibrate_batchnorm,
+    sampler_weights,
+    train_one_epoch,
+    weight_average,
+)
 from aoideft.errors import InputError
-from aoideft.inference import autocast, decode_for_arch, predict, prepare_model, resolve_device
+from aoideft.inference import decode_for_arch, predict, prepare_model, resolve_device
 from aoideft.model import ChangeNetLite, ModelArch, defect_scores
-from aoideft.spec_settings import AugmentationSettings, TrainSettings
+from aoideft.spec_settings import TrainSettings
 
-STEP_POLICY_FACTOR = 0.1
 DEFAULT_ALIGN_REACH_PX = 4.0
 METRICS_FILE = "metrics.jsonl"
 
@@ -80,21 +86,6 @@ class TrainOptions:
         if unknown:
             raise InputError(f"unknown trainer options {unknown}; known options are {sorted(known)}.")
         return cls(**options)
-
-
-@dataclass(frozen=True)
-class PairTensors:
-    """A decoded CSV in memory: uint8 [N, L, C, H, W] golden/test, int64 labels (1 = defect)."""
-
-    golden: torch.Tensor
-    test: torch.Tensor
-    labels: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def to(self, device: torch.device) -> PairTensors:
-        return PairTensors(self.golden.to(device), self.test.to(device), self.labels.to(device))
 
 
 def default_threads() -> int:
@@ -149,149 +140,6 @@ def load_pairs(
             "defect rows."
         )
     return PairTensors(decoded.golden, decoded.test, labels)
-
-
-def sampler_weights(is_defect: np.ndarray, fpratio_sampling: float | None) -> np.ndarray:
-    """TAO's weights: PASS rows 1, defect rows (num_pass / num_fail) x fpratio_sampling.
-
-    ``fpratio_sampling`` unset or 0 means no re-weighting (every row 1).
-    """
-    is_defect = np.asarray(is_defect, dtype=bool)
-    weights = np.ones(len(is_defect), dtype=np.float64)
-    num_fail = int(is_defect.sum())
-    if fpratio_sampling and num_fail:
-        weights[is_defect] = (len(is_defect) - num_fail) / num_fail * float(fpratio_sampling)
-    return weights
-
-
-def epoch_indices(weights: np.ndarray, generator: torch.Generator) -> torch.Tensor:
-    """``len(weights)`` row indices drawn with replacement, proportional to ``weights``."""
-    return torch.multinomial(torch.as_tensor(weights), len(weights), replacement=True, generator=generator)
-
-
-def batch_bounds(num_samples: int, batch_size: int) -> list[tuple[int, int]]:
-    """[start, end) of each batch; a last batch of a single pair is dropped (BatchNorm needs two)."""
-    bounds = [(start, min(start + batch_size, num_samples)) for start in range(0, num_samples, batch_size)]
-    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
-        bounds.pop()
-    return bounds
-
-
-def lr_factor(policy: str, num_epochs: int, steps_per_epoch: int, warmup_steps: int = 0) -> Callable[[int], float]:
-    """LR multiplier as a function of the number of optimiser steps already taken; over the first
-    ``warmup_steps`` it also ramps linearly up from 1/warmup_steps to 1."""
-    total_steps = num_epochs * steps_per_epoch
-    milestone = math.ceil(2 * num_epochs / 3)
-
-    def linear(step: int) -> float:
-        return max(0.0, 1.0 - step / total_steps)
-
-    def stepped(step: int) -> float:
-        return STEP_POLICY_FACTOR if step // steps_per_epoch >= milestone else 1.0
-
-    policies = {"linear": linear, "step": stepped}
-    if policy not in policies:
-        raise InputError(f"train.optim.policy must be 'linear' or 'step', got {policy!r}.")
-    decay = policies[policy]
-    if warmup_steps <= 0:
-        return decay
-    return lambda step: min(1.0, (step + 1) / warmup_steps) * decay(step)
-
-
-def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
-    if settings.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    if settings.optimizer == "sgd":
-        return torch.optim.SGD(
-            model.parameters(), lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
-        )
-    raise InputError(f"train.optim.optim must be 'adamw' or 'sgd', got {settings.optimizer!r}.")
-
-
-def train_one_epoch(
-    model: ChangeNetLite,
-    criterion: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    data: PairTensors,
-    indices: torch.Tensor,
-    *,
-    batch_size: int,
-    augmentation: AugmentationSettings,
-    generator: torch.Generator,
-    device: torch.device,
-    forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-    averaged: torch.optim.swa_utils.AveragedModel | None = None,
-) -> dict[str, float]:
-    """One pass over ``indices``; ``forward`` is the model's compiled forward when there is one;
-    ``averaged`` (the weight average) is updated after every optimiser step."""
-    forward = model if forward is None else forward  # a compiled module refuses bool()
-    model.train()
-    # Sums stay on the device: reading one back per batch (loss.item()) would make the CPU wait for
-    # the GPU every step instead of queueing the next batch; one read at the end of the epoch.
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    seen, lr = 0, optimizer.param_groups[0]["lr"]
-    indices = indices.to(data.labels.device)  # one copy per epoch; a copy per batch would wait for the GPU
-    for start, end in batch_bounds(len(indices), batch_size):
-        rows = indices[start:end]
-        golden = data.golden[rows].to(device, non_blocking=True).float().div_(255.0)
-        test = data.test[rows].to(device, non_blocking=True).float().div_(255.0)
-        target = data.labels[rows].to(device, non_blocking=True)
-        golden, test = augment_pairs(golden, test, augmentation, generator)
-        with autocast(device):
-            logits = forward(golden, test)
-        loss = criterion(logits.float(), target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        lr = optimizer.param_groups[0]["lr"]
-        optimizer.step()
-        scheduler.step()
-        if averaged is not None:
-            averaged.update_parameters(model)
-        loss_sum += loss.detach() * len(rows)
-        correct += (logits.argmax(dim=1) == target).sum()
-        seen += len(rows)
-    return {"loss": loss_sum.item() / max(seen, 1), "accuracy": correct.item() / max(seen, 1), "lr": lr,
-            "pairs": seen}
-
-
-def weight_average(model: ChangeNetLite, ema_epochs: float,
-                   steps_per_epoch: int) -> torch.optim.swa_utils.AveragedModel | None:
-    """The exponential moving average of ``model``'s weights (decay per step for a time constant of
-    ``ema_epochs``); None when ``ema_epochs`` is 0. Its BatchNorm statistics are recomputed before use."""
-    if ema_epochs <= 0:
-        return None
-    decay = math.exp(-1.0 / (ema_epochs * max(steps_per_epoch, 1)))
-    return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay))
-
-
-def recalibrate_batchnorm(
-    model: ChangeNetLite, data: PairTensors, *, batch_size: int, device: torch.device, max_batches: int = 32
-) -> None:
-    """Recompute BatchNorm running statistics for the current weights from un-augmented training pairs.
-
-    BatchNorm's running averages (momentum 0.1) lag the weights; on a few hundred AOI pairs a short run
-    validated in eval mode then looked collapsed (all PASS) although its training loss had converged.
-    A cumulative average over up to ``max_batches`` batches makes eval mode match the trained weights.
-    Only the layers up to the difference maps run: every BatchNorm is there, and the fusion and head
-    after them were a third of this pass's time for statistics they do not change.
-    """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in norms]
-    for module in norms:
-        module.reset_running_stats()
-        module.momentum = None  # cumulative average of the batches below
-    model.train()
-    with torch.no_grad():
-        for start, end in batch_bounds(min(len(data), batch_size * max_batches), batch_size):
-            golden = data.golden[start:end].to(device, non_blocking=True).float().div_(255.0)
-            test = data.test[start:end].to(device, non_blocking=True).float().div_(255.0)
-            with autocast(device):
-                model.difference_maps(golden, test)
-    for module, momentum in zip(norms, momenta):
-        module.momentum = momentum
-    model.eval()
 
 
 def evaluate(
