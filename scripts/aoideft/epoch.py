@@ -8,6 +8,7 @@ optimiser step, reaching 0 at the end of the run; ``step`` multiplies it by 0.1 
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -114,7 +115,7 @@ def train_one_epoch(
     generator: torch.Generator,
     device: torch.device,
     forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-    averaged: torch.optim.swa_utils.AveragedModel | None = None,
+    averaged: WeightAverage | None = None,
 ) -> dict[str, float]:
     """One pass over ``indices``; ``forward`` is the model's compiled forward when there is one;
     ``averaged`` (the weight average) is updated after every optimiser step."""
@@ -163,14 +164,36 @@ def batch_groups(bounds: list[tuple[int, int]], batch_bytes: int,
     return [bounds[start : start + per_group] for start in range(0, len(bounds), per_group)]
 
 
-def weight_average(model: ChangeNetLite, ema_epochs: float,
-                   steps_per_epoch: int) -> torch.optim.swa_utils.AveragedModel | None:
+class WeightAverage:
+    """The exponential moving average of a model's weights: ``module`` is the copy that is validated
+    and saved; ``update_parameters`` after each optimiser step (the first copies the weights).
+
+    torch.optim.swa_utils.AveragedModel does the same arithmetic (one foreach lerp a step) but also
+    copies every buffer and regroups the parameters at every step: on a GPU some thirty small copies a
+    step for BatchNorm statistics that recalibrate_batchnorm recomputes before they are used."""
+
+    def __init__(self, model: ChangeNetLite, decay: float) -> None:
+        self.module = copy.deepcopy(model)
+        self.decay = decay
+        self.updates = 0
+
+    @torch.no_grad()
+    def update_parameters(self, model: ChangeNetLite) -> None:
+        averaged = [parameter.detach() for parameter in self.module.parameters()]
+        current = [parameter.detach() for parameter in model.parameters()]
+        if self.updates == 0:
+            torch._foreach_copy_(averaged, current)
+        else:
+            torch._foreach_lerp_(averaged, current, 1 - self.decay)
+        self.updates += 1
+
+
+def weight_average(model: ChangeNetLite, ema_epochs: float, steps_per_epoch: int) -> WeightAverage | None:
     """The exponential moving average of ``model``'s weights (decay per step for a time constant of
     ``ema_epochs``); None when ``ema_epochs`` is 0. Its BatchNorm statistics are recomputed before use."""
     if ema_epochs <= 0:
         return None
-    decay = math.exp(-1.0 / (ema_epochs * max(steps_per_epoch, 1)))
-    return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay))
+    return WeightAverage(model, math.exp(-1.0 / (ema_epochs * max(steps_per_epoch, 1))))
 
 
 def recalibrate_batchnorm(

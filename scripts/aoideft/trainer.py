@@ -32,7 +32,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -229,7 +229,7 @@ def train(
     )
     averaged = weight_average(model, options.ema_epochs, steps_per_epoch)
     # what is validated and saved: the model, or the weight average's copy of it
-    evaluated = model if averaged is None else cast(ChangeNetLite, averaged.module)
+    evaluated = model if averaged is None else averaged.module
     weights = sampler_weights(train_data.labels.cpu().numpy().astype(bool), settings.fpratio_sampling)
     sampler_generator = torch.Generator().manual_seed(seed)
     augment_generator = torch.Generator().manual_seed(seed + 1)
