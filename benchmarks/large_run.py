@@ -67,7 +67,7 @@ def trajectory(run: Path) -> list[dict]:
     return rows
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kind", choices=("smt", "bare_board"), default="smt")
     parser.add_argument("--seed", type=int, default=7)
@@ -144,7 +144,8 @@ def main() -> None:
     print(json.dumps({k: v for k, v in report.items() if k != "job_seconds_by_kind"}, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0 if finished else 1  # what finished is reported either way; a wrapper needs to know
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
