@@ -173,6 +173,7 @@ def test_combined_csvs_grow_and_phase3_warm_starts(tiny_run):
     phase1 = read_json(run / "phase1_automl/best_rec.json")["best"]["specs"]
     proposals = read_json(run / "final_automl/round0/proposals.json")["proposals"]
     assert proposals[0]["params"]["train.optim.lr"] == pytest.approx(phase1["train.optim.lr"])
+    assert "final_automl" in state.read_state(run / "deft_state.json")["iterations"]
 
 
 @pytest.mark.parametrize("capped", [True, False])
@@ -188,7 +189,6 @@ def test_phase3_searches_the_learning_rate_up_to_the_rate_that_trained_its_warm_
     space = {p.name: p for p in automl_jobs.search_space(settings.resolve(config, REPO), automl_jobs.PHASE3)}
     rate = read_json(run / "phase1_automl/best_rec.json")["best"]["specs"]["train.optim.lr"]
     assert space["train.optim.lr"].bounds == (0.0005, pytest.approx(rate if capped else 0.005))
-    assert "final_automl" in state.read_state(run / "deft_state.json")["iterations"]
 
 
 def test_each_image_file_is_decoded_once_per_run(tiny_run):
