@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import pstats
+import re
 import shutil
 from pathlib import Path
 
@@ -233,12 +235,21 @@ def test_deleting_iter2_reruns_only_from_there(tiny_run, tmp_path):
 
 
 def test_targeting_iteration1_dataset_alone(tmp_path, tiny_workspace):
+    """Also the developer's profile: AOIDEFT_PROFILE_DIR gets one cProfile file per job's body, and
+    every job's log says how long its process ran before the body (the job's start cost)."""
     config = tiny_config(tiny_workspace, tmp_path / "run")
-    run_snakemake(config, tmp_path / "config.yaml", "iter1/dataset/train_combined_iter1.csv")
+    profiles = tmp_path / "profiles"
+    run_snakemake(config, tmp_path / "config.yaml", "iter1/dataset/train_combined_iter1.csv",
+                  env={"AOIDEFT_PROFILE_DIR": str(profiles)})
     run = tmp_path / "run"
     assert (run / "iter1/dataset/train_combined_iter1.csv").is_file()
     assert not (run / "iter1/train").exists()
     assert not (run / "final_automl").exists()
+    mining = pstats.Stats(str(profiles / "logs--iter1--mining.prof"))
+    assert any(function == "mine" for _, _, function in mining.stats), "the body was not profiled"
+    logs = sorted((run / "logs").rglob("*.log"))
+    assert len(list(profiles.glob("*.prof"))) == len(logs) > 10
+    assert all(re.search(r"body starts \d+\.\d\ds after its process", log.read_text()) for log in logs)
 
 
 def test_kpi_met_stops_the_loop_at_iteration1(tiny_run, tmp_path):

@@ -3,6 +3,7 @@ model jobs, turn bad input into one clear line instead of a traceback."""
 
 from __future__ import annotations
 
+import cProfile
 import os
 import sys
 import time
@@ -22,6 +23,9 @@ def run_rule(smk, body: Callable[[RunSettings], None], *, uses_model: bool = Fal
         stream = open(log_file, "a", buffering=1, encoding="utf-8")
         sys.stdout = sys.stderr = stream
     started = time.time()
+    age = process_age_s()
+    if age is not None:  # the job's start cost: interpreter, Snakemake's script preamble, imports
+        print(f"[{smk.rule}] body starts {age:.2f}s after its process")
     slot = None
     try:
         if uses_model:
@@ -30,7 +34,17 @@ def run_rule(smk, body: Callable[[RunSettings], None], *, uses_model: bool = Fal
             threads_line = _set_model_threads(granted=smk.threads, configured=smk.config["resources"]["gpu"]["threads"])
             print(f"[{smk.rule}] {gpu_slots.placement_line(slot)}")
             print(f"[{smk.rule}] {threads_line}")
-        body(from_snakemake(smk))
+        profile_dir = os.environ.get("AOIDEFT_PROFILE_DIR")
+        if profile_dir:  # a developer's profile of each job's body (benchmarks/README.md)
+            profiler = cProfile.Profile()
+            try:
+                profiler.runcall(body, from_snakemake(smk))
+            finally:
+                Path(profile_dir).mkdir(parents=True, exist_ok=True)
+                name = (log_file.with_suffix("").as_posix() if log_file else smk.rule).replace("/", "--")
+                profiler.dump_stats(Path(profile_dir) / f"{name}.prof")
+        else:
+            body(from_snakemake(smk))
     except InputError as error:
         # Bad input: one clear line (here and in Snakemake's output), no traceback. Anything else
         # is a bug and propagates, so its traceback lands in the log Snakemake points at.
@@ -43,6 +57,16 @@ def run_rule(smk, body: Callable[[RunSettings], None], *, uses_model: bool = Fal
             slot.release()
             print(f"[{smk.rule}] {gpu_slots.released_line()}")
     print(f"[{smk.rule}] finished in {time.time() - started:.1f}s")
+
+
+def process_age_s() -> float | None:
+    """Seconds since this process started (Linux; None elsewhere)."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
 
 
 def _set_model_threads(*, granted: int, configured: int) -> str:
