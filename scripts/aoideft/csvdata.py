@@ -43,11 +43,13 @@ _TAIL_BYTES = 64
 def image_file(images_dir: str | os.PathLike, rel_dir: str, object_name: str, light: str,
                image_ext: str) -> Path:
     """``{images_dir}/{rel_dir}/{object_name}_{light}{image_ext}``."""
-    return Path(_image_path(images_dir, rel_dir, object_name, light, image_ext))
+    return Path(image_path(images_dir, rel_dir, object_name, light, image_ext))
 
 
-def _image_path(images_dir: str | os.PathLike, rel_dir: str, object_name: str, light: str,
-                image_ext: str) -> str:
+def image_path(images_dir: str | os.PathLike, rel_dir: str, object_name: str, light: str,
+               image_ext: str) -> str:
+    """``image_file`` as a string: loops over every image of a workspace skip building Path objects
+    (on a large workspace that was most of a warm scoring job's time, benchmarks/README.md)."""
     return os.path.join(images_dir, rel_dir, f"{object_name}_{light}{image_ext}")
 
 
@@ -257,8 +259,8 @@ def _image_refs(frame: pd.DataFrame, images_dir: str | os.PathLike, lights: Sequ
     columns = zip(frame["input_path"], frame["golden_path"], frame["object_name"])
     for row, (test_dir, golden_dir, object_name) in enumerate(columns, start=1):
         for light in lights:
-            refs.append(_ImageRef(row, light, "test", _image_path(images_dir, test_dir, object_name, light, image_ext)))
-            refs.append(_ImageRef(row, light, "golden", _image_path(images_dir, golden_dir, object_name, light, image_ext)))
+            refs.append(_ImageRef(row, light, "test", image_path(images_dir, test_dir, object_name, light, image_ext)))
+            refs.append(_ImageRef(row, light, "golden", image_path(images_dir, golden_dir, object_name, light, image_ext)))
     return refs
 
 

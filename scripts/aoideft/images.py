@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from aoideft.csvdata import defect_labels, image_file
+from aoideft.csvdata import defect_labels, image_path
 from aoideft.decode_cache import DecodeCache, decode_image, file_identity, read_image_bytes, row_key
 from aoideft.errors import InputError
 from aoideft.progress import Progress
@@ -82,8 +82,8 @@ def decode_pairs(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lights: 
     def files(index: int) -> list[tuple[str, str, str]]:
         """(where, test path, golden path) of every light of row ``index``."""
         test_dir, golden_dir, object_name = rows[index]
-        return [(f"{prefix}row {index + 1} ({light})", str(image_file(images_dir, test_dir, object_name, light, image_ext)),
-                 str(image_file(images_dir, golden_dir, object_name, light, image_ext))) for light in lights]
+        return [(f"{prefix}row {index + 1} ({light})", image_path(images_dir, test_dir, object_name, light, image_ext),
+                 image_path(images_dir, golden_dir, object_name, light, image_ext)) for light in lights]
 
     def decode_row(index: int) -> None:
         for slot, (where, test_path, golden_path) in enumerate(files(index)):

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 
 from aoideft import csvdata
 from aoideft.errors import InputError
@@ -153,6 +152,8 @@ def extract_residual(pair: Pair, floor: float = 0.0) -> Residual | None:
     Hysteresis: pixels above max(median + THRESHOLD_SIGMAS robust sigmas, MIN_RESIDUAL, floor) seed
     the regions, which grow over connected pixels above half that; regions under MIN_AREA are dropped.
     """
+    from scipy import ndimage  # here: every DEFT data job imports this module, few extract residuals
+
     magnitude, golden = difference_map(pair)
     median = float(np.median(magnitude))
     spread = 1.4826 * float(np.median(np.abs(magnitude - median)))
