@@ -43,6 +43,10 @@ def test_a_cold_then_warm_cache_gives_the_pixels_of_a_plain_decode(tmp_path):
     for pairs in (first, second):
         assert torch.equal(pairs.test, plain.test) and torch.equal(pairs.golden, plain.golden)
         assert torch.equal(pairs.labels, plain.labels)
+    # A warm hit is the entry itself, memory-mapped copy-on-write: a job's writes stay in the job.
+    second.golden[0] += 1
+    third = _decode(frame, tmp_path / "images", DecodeCache(tmp_path / "cache"))
+    assert torch.equal(third.golden, plain.golden) and not torch.equal(second.golden, plain.golden)
     (entry,) = _entries(tmp_path / "cache")  # one entry: the whole frame
     assert sorted(p.name for p in entry.iterdir()) == ["golden.npy", "keys.txt", "test.npy"]
     assert not [p for p in (tmp_path / "cache").rglob(".*")]  # no temp folder left behind

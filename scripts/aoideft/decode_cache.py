@@ -29,6 +29,7 @@ import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image
@@ -100,16 +101,18 @@ class DecodeCache:
     def folder(self, mode: str, size: tuple[int, int], variant: str = "") -> Path:
         return self.root / (f"{mode}-{size[0]}x{size[1]}-v{VERSION}" + (f"-{variant}" if variant else ""))
 
-    def fill(self, keys: list[str], arrays: dict[str, np.ndarray], folder: Path) -> tuple[np.ndarray, bool]:
+    def exact(self, keys: list[str], like: dict[str, np.ndarray], folder: Path) -> dict[str, np.ndarray] | None:
+        """The entry of exactly these rows in this order, as arrays named and shaped like ``like``,
+        memory-mapped copy-on-write (writable, private to this process): pages are read as the job
+        touches them instead of copied up front (a warm 30k-row hit spent half its time copying);
+        None when there is no such entry."""
+        held = _read_entry(folder / entry_name(keys), like, mmap_mode="c")
+        return held if held is not None and len(held["golden"]) == len(keys) else None
+
+    def fill(self, keys: list[str], arrays: dict[str, np.ndarray], folder: Path) -> np.ndarray:
         """Copy every row some entry of ``folder`` holds into ``arrays`` (row order of ``keys``);
-        returns (a mask of the rows filled, whether one entry held them all in order)."""
+        returns a mask of the rows filled."""
         filled = np.zeros(len(keys), dtype=bool)
-        exact = _read_entry(folder / entry_name(keys), arrays)
-        if exact is not None and len(exact["golden"]) == len(keys):
-            for name, array in arrays.items():
-                array[:] = exact[name]
-            filled[:] = True
-            return filled, True
         wanted: dict[str, list[int]] = {}
         for i, key in enumerate(keys):
             wanted.setdefault(key, []).append(i)
@@ -128,7 +131,7 @@ class DecodeCache:
             for name, array in arrays.items():
                 array[targets] = held[name][sources]
             filled[targets] = True
-        return filled, False
+        return filled
 
     def store(self, keys: list[str], arrays: dict[str, np.ndarray], folder: Path) -> None:
         """Add the frame's arrays as an entry of ``folder`` (whole or not at all)."""
@@ -176,13 +179,13 @@ def row_key(identities: list[str]) -> str:
     return hashlib.blake2b("|".join(identities).encode(), digest_size=16).hexdigest()
 
 
-def _read_entry(entry: Path, like: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+def _read_entry(entry: Path, like: dict[str, np.ndarray], mmap_mode: Literal["r", "c"] = "r") -> dict[str, np.ndarray] | None:
     """An entry's arrays named as in ``like``, memory-mapped; None unless each can be read with
     ``like``'s row shape and dtype and all have one length."""
     held = {}
     for name, array in like.items():
         try:
-            held[name] = np.load(entry / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+            held[name] = np.load(entry / f"{name}.npy", mmap_mode=mmap_mode, allow_pickle=False)
         except (OSError, ValueError):
             return None
         if held[name].shape[1:] != array.shape[1:] or held[name].dtype != array.dtype:

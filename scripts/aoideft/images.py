@@ -99,13 +99,16 @@ def decode_pairs(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lights: 
 
     todo = list(range(len(rows)))
     keys: list[str] = []
-    exact = False
+    held = None
     folder = cache.folder(mode, (width, height), prepare.name if prepare else "") if cache is not None else None
     if cache is not None and folder is not None:
         keys = [key_of(i) for i in todo]
-        filled, exact = cache.fill(keys, arrays, folder)
-        todo = [int(i) for i in np.flatnonzero(~filled)]
-        cache.hits += 2 * len(lights) * int(filled.sum())
+        held = cache.exact(keys, arrays, folder)
+        if held is not None:  # memory-mapped, read as used: nothing to decode, copy or store
+            arrays, todo = held, []
+        else:
+            todo = [int(i) for i in np.flatnonzero(~cache.fill(keys, arrays, folder))]
+        cache.hits += 2 * len(lights) * (len(rows) - len(todo))
         cache.misses += 2 * len(lights) * len(todo)
     reused = f", {len(rows) - len(todo)} more from the decode cache" if cache is not None else ""
     if todo and before_decoding is not None:
@@ -119,9 +122,9 @@ def decode_pairs(frame: pd.DataFrame, *, images_dir: str | os.PathLike, lights: 
         prepared = prepare.apply(torch.from_numpy(golden)[rows_done], torch.from_numpy(test)[rows_done])
         for name, values in zip(("golden", "test", "shifts"), prepared):
             arrays[name][todo] = values.cpu().numpy()
-    if cache is not None and folder is not None and not exact:
+    if cache is not None and folder is not None and held is None:
         cache.store(keys, arrays, folder)
-    return DecodedPairs(golden=torch.from_numpy(golden), test=torch.from_numpy(test),
+    return DecodedPairs(golden=torch.from_numpy(arrays["golden"]), test=torch.from_numpy(arrays["test"]),
                         labels=torch.from_numpy(defect_labels(frame)),
                         shifts=torch.from_numpy(arrays["shifts"]) if prepare is not None else None)
 
