@@ -3,11 +3,12 @@ model jobs, turn bad input into one clear line instead of a traceback."""
 
 from __future__ import annotations
 
+import contextlib
 import cProfile
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import InputError
@@ -34,16 +35,7 @@ def run_rule(smk, body: Callable[[RunSettings], None], *, uses_model: bool = Fal
             threads_line = _set_model_threads(granted=smk.threads, configured=smk.config["resources"]["gpu"]["threads"])
             print(f"[{smk.rule}] {gpu_slots.placement_line(slot)}")
             print(f"[{smk.rule}] {threads_line}")
-        profile_dir = os.environ.get("AOIDEFT_PROFILE_DIR")
-        if profile_dir:  # a developer's profile of each job's body (benchmarks/README.md)
-            profiler = cProfile.Profile()
-            try:
-                profiler.runcall(body, from_snakemake(smk))
-            finally:
-                Path(profile_dir).mkdir(parents=True, exist_ok=True)
-                name = (log_file.with_suffix("").as_posix() if log_file else smk.rule).replace("/", "--")
-                profiler.dump_stats(Path(profile_dir) / f"{name}.prof")
-        else:
+        with profiled((log_file.with_suffix("").as_posix() if log_file else smk.rule).replace("/", "--")):
             body(from_snakemake(smk))
     except InputError as error:
         # Bad input: one clear line (here and in Snakemake's output), no traceback. Anything else
@@ -57,6 +49,24 @@ def run_rule(smk, body: Callable[[RunSettings], None], *, uses_model: bool = Fal
             slot.release()
             print(f"[{smk.rule}] {gpu_slots.released_line()}")
     print(f"[{smk.rule}] finished in {time.time() - started:.1f}s")
+
+
+@contextlib.contextmanager
+def profiled(name: str) -> Iterator[None]:
+    """With AOIDEFT_PROFILE_DIR set, a cProfile of the block in ``$AOIDEFT_PROFILE_DIR/<name>.prof``
+    (a developer's profile of each job's body, benchmarks/README.md); else nothing."""
+    profile_dir = os.environ.get("AOIDEFT_PROFILE_DIR")
+    if not profile_dir:
+        yield
+        return
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        yield
+    finally:
+        profiler.disable()
+        Path(profile_dir).mkdir(parents=True, exist_ok=True)
+        profiler.dump_stats(Path(profile_dir) / f"{name}.prof")
 
 
 def process_age_s() -> float | None:
