@@ -6,9 +6,13 @@
 #   snakemake --profile profiles/local              run everything locally
 #   snakemake --profile slurm final_automl/best.pth run on a SLURM cluster (make install-profiles)
 
+import time
+
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+RUN_STARTED = time.time()  # onsuccess prints summary.txt only when this invocation wrote it
 
 
 # `snakemake --report report.html` (after a run): this text, the run's statistics and the files
@@ -61,6 +65,12 @@ localrules:
     deft_finish,
     pick_best,
     deft_report,
+
+
+onsuccess:
+    # The run's result in the terminal, when this invocation wrote it (not after a partial target).
+    if workflow.is_main_process and Path("summary.txt").is_file() and Path("summary.txt").stat().st_mtime >= RUN_STARTED:
+        sys.stderr.write("\n" + Path("summary.txt").read_text() + "\n")
 
 
 onerror:

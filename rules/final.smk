@@ -47,6 +47,8 @@ rule deft_report:
         workspace=WORKSPACE_RECORD,
     output:
         html=report("DEFT_Loop_Report.html", caption="../report/deft_loop_report.rst", category="Report"),
+        # the same verdicts and model table as text; printed at the end of a run (Snakefile, onsuccess)
+        summary="summary.txt",
     log:
         log_path("report"),
     benchmark:

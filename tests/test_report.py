@@ -340,3 +340,28 @@ def test_wilson_interval():
     with pytest.raises(ValueError):
         stats.wilson_interval(3, 2)
     assert math.isclose(sum(stats.wilson_interval(5, 10)), 1.0)  # symmetric around one half
+
+
+def test_the_text_summary_has_the_verdict_the_delivered_model_and_every_models_figures():
+    from aoideft.report import text
+
+    lines = text.summary_text(full_context(), "/runs/r1/DEFT_Loop_Report.html").splitlines()
+    assert lines[0].startswith("AOI DEFT run /runs/r1: 2 DEFT iteration(s), stopped on max_iterations")
+    assert lines[1].startswith(f"KPI NOT MET on the {BASIS}: FAR@100% recall 6.20%")
+    assert lines[2].startswith(f"Delivered: {EVIL}, checkpoint iter1/train/best_val.pth, threshold 0.4568")
+    table = lines[lines.index("") + 1:]
+    header, baseline, delivered, iter2 = table[:4]
+    assert header.split("  ")[0] == "model" and f"{BASIS} FAR@100%" in header
+    # model, gate, validation, basis, deployable (recall), TAO's figure
+    assert baseline.split() == ["baseline", "incumbent", "18.0%", "20.0%", "22.0%", "(98.0%)", "21.0%"]
+    assert delivered.split() == [EVIL, "<-", "delivered", "accepted", "9.0%", "6.2%", render.DASH, "7.0%"]
+    assert iter2.split() == ["iter2", "rejected", render.DASH, "19.0%", "25.0%", "(100.0%)", "20.0%"]
+    assert "Did the loop help? Yes" in "\n".join(lines) and "  iter1 passed the gate" in lines
+    assert lines[-2:] == [f"  - {EVIL}", "  - collect more MISSING samples"]
+
+
+def test_the_text_summary_of_a_run_with_nothing_evaluated_says_so():
+    from aoideft.report import text
+
+    context = {"header": full_context()["header"], "models": []}
+    assert text.summary_text(context, "r.html").splitlines()[1] == "No model has been evaluated yet."

@@ -144,3 +144,15 @@ def test_mid_run_the_report_shows_the_incumbent_so_far(tiny_run, tmp_path):
     assert context["delivery"]["label"] == incumbent and context["delivery"]["inference_spec"] is None
     best = read_json(copy_dir / incumbent / "evaluate/best.json")
     assert context["delivery"]["threshold"] == best["deployable_threshold"]
+
+
+def test_the_runs_text_summary_names_the_delivered_model_with_the_reports_figures(built):
+    run, context = built
+    best_model = read_json(run / "best_model.json")
+    summary = (run / "summary.txt").read_text()
+    delivered = next(line for line in summary.splitlines() if "<- delivered" in line)
+    assert delivered.split()[0] == best_model["iteration"]
+    assert f"{best_model['held_out']['far_pct']:.1f}%" in delivered.split()
+    assert f"threshold {best_model['deploy_threshold']:.4f} (validation, 100% recall)" in summary
+    assert [line.split()[0] for line in summary.splitlines() if line.startswith(("baseline", "iter", "final_automl"))] \
+        == [row["label"] for row in context["models"]]

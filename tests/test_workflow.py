@@ -208,6 +208,7 @@ def test_second_run_has_nothing_to_do(tiny_run, tmp_path):
     run, config = tiny_run
     proc = run_snakemake(config, tmp_path / "config.yaml", extra=("-n",))
     assert "Nothing to be done" in proc.stdout + proc.stderr
+    assert "AOI DEFT run" not in proc.stdout + proc.stderr  # the summary is printed only by the run that wrote it
 
 
 def _copy_run(tiny_run, tmp_path) -> tuple[Path, dict]:
@@ -417,8 +418,10 @@ def test_the_bare_board_world_runs_all_three_phases(tmp_path):
     the single-light spec reaches every stage, and the deliverable loads."""
     config = tiny_config(tmp_path / "workspace", tmp_path / "run", **{
         "demo.kind": "bare_board", "deft.max_iterations": 1})
-    run_snakemake(config, tmp_path / "config.yaml")
+    proc = run_snakemake(config, tmp_path / "config.yaml")
     run = tmp_path / "run"
+    # the run ends with its result in the terminal: summary.txt, which the report rule wrote
+    assert "\n" + (run / "summary.txt").read_text() in proc.stderr
     manifest = read_json(tmp_path / "workspace" / "demo_manifest.json")
     assert manifest["kind"] == "bare_board" and manifest["lights"] == ["UniformLight"]
     spec = yaml.safe_load((run / "specs/baseline_spec_automl.yaml").read_text())

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import report, state
+from .. import fsutil, report, state
+from ..report import text
 from . import report_loop, report_models
 from .report_data import Evaluated, maybe_json, set_name
 from .report_images import sample_pairs
@@ -112,5 +113,9 @@ def build_context(settings: RunSettings) -> dict[str, Any]:
     return context
 
 
-def render_run_report(settings: RunSettings, out_path: Path) -> None:
-    report.render_report(build_context(settings), out_path)
+def render_run_report(settings: RunSettings, out_path: Path, summary_path: Path | None = None) -> None:
+    """The HTML report, and with ``summary_path`` its plain-text summary (``report.text``) from the same context."""
+    context = build_context(settings)
+    report.render_report(context, out_path)
+    if summary_path is not None:
+        fsutil.write_text(summary_path, text.summary_text(context, str(out_path)))
