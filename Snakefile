@@ -69,8 +69,9 @@ localrules:
 
 onsuccess:
     # The run's result in the terminal, when this invocation wrote it (not after a partial target).
-    if workflow.is_main_process and Path("summary.txt").is_file() and Path("summary.txt").stat().st_mtime >= RUN_STARTED:
-        sys.stderr.write("\n" + Path("summary.txt").read_text() + "\n")
+    summary_file = Path("summary.txt")
+    if workflow.is_main_process and summary_file.is_file() and summary_file.stat().st_mtime >= RUN_STARTED:
+        sys.stderr.write(f"\n{summary_file.read_text()}\n")
 
 
 onerror:
