@@ -156,3 +156,17 @@ def test_the_runs_text_summary_names_the_delivered_model_with_the_reports_figure
     assert f"threshold {best_model['deploy_threshold']:.4f} (validation, 100% recall)" in summary
     assert [line.split()[0] for line in summary.splitlines() if line.startswith(("baseline", "iter", "final_automl"))] \
         == [row["label"] for row in context["models"]]
+
+
+def test_the_advice_names_a_turned_down_model_that_reads_better_on_the_held_out_half():
+    def row(label, held, val, accepted=None, delivered=False):
+        return {"label": label, "basis_far_pct": held, "val_far_pct": val, "accepted": accepted, "delivered": delivered}
+
+    models = [row("baseline", 63.2, 6.9, delivered=True), row("iter1", 26.4, 13.8, accepted=False),
+              row("iter2", 43.6, 21.2, accepted=False), row("final_automl", 70.0, 8.8, accepted=False)]
+    advice = report_context.validation_disagrees(models, "held-out KPI half")
+    assert advice.startswith("iter1 reads 26.4% on the held-out KPI half against the delivered baseline's 63.2%")
+    assert "(13.8% vs 6.9% FAR@100% recall)" in advice
+    # nothing to say when every turned-down model reads worse there, or when nothing was turned down
+    assert report_context.validation_disagrees([models[0], row("iter1", 70.0, 9.0, accepted=False)], "x") is None
+    assert report_context.validation_disagrees([models[0], row("iter1", 20.0, 5.0, accepted=True)], "x") is None

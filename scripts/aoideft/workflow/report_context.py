@@ -32,8 +32,27 @@ def loop_labels(run: Path) -> list[str]:
     return labels
 
 
+def validation_disagrees(models: list[dict[str, Any]], basis: str) -> str | None:
+    """Advice when a model the gate turned down reads lower on the basis rows than the delivered one:
+    validation and the KPI set disagree, and only the user can say which the line resembles."""
+    delivered = next((row for row in models if row.get("delivered")), None)
+    turned_down = [row for row in models if row.get("accepted") is False and row.get("basis_far_pct") is not None]
+    if delivered is None or delivered.get("basis_far_pct") is None or not turned_down:
+        return None
+    best = min(turned_down, key=lambda row: row["basis_far_pct"])
+    if best["basis_far_pct"] >= delivered["basis_far_pct"]:
+        return None
+    on_validation = (f" ({best['val_far_pct']:.1f}% vs {delivered['val_far_pct']:.1f}% FAR@100% recall)"
+                     if best.get("val_far_pct") is not None and delivered.get("val_far_pct") is not None else "")
+    return (f"{best['label']} reads {best['basis_far_pct']:.1f}% on the {basis} against the delivered "
+            f"{delivered['label']}'s {delivered['basis_far_pct']:.1f}% (FAR@100% recall), yet the gate turned it "
+            f"down: it was not better on validation{on_validation}. Validation and the KPI set disagree. Every "
+            "choice follows validation, so if the KPI set is what the line will see, add rows like the KPI set's "
+            "failure modes (the report's iteration sections) to the validation set and rerun.")
+
+
 def recommendations(settings: RunSettings, delivery: dict[str, Any] | None, defect_types: list[dict[str, Any]],
-                    loop_effect: dict[str, Any] | None, basis: str) -> list[str]:
+                    loop_effect: dict[str, Any] | None, basis: str, models: list[dict[str, Any]]) -> list[str]:
     advice = []
     target = settings.kpi_target
     if delivery:
@@ -51,8 +70,10 @@ def recommendations(settings: RunSettings, delivery: dict[str, Any] | None, defe
         advice.append("Defect types missed at the deploy threshold: " + ", ".join(sorted(weak)) + ".")
     if loop_effect and loop_effect["model"] == loop_effect["reference"] and loop_effect["validation"]:
         advice.append("No iteration beat the baseline on validation: look at the iterations' failure modes and the "
-                      "training data they added; more retrain epochs or real defect examples usually help more than "
-                      "more synthetic rows.")
+                      "training data they added.")
+    disagreement = validation_disagrees(models, basis)
+    if disagreement:
+        advice.append(disagreement)
     phase3 = (maybe_json(settings.run_dir / "best_model.json") or {}).get("phase3_gate")
     if phase3 and not phase3["accept"]:
         advice.append("Phase 3 did not beat the DEFT incumbent on validation: best_model.json points at the incumbent; "
@@ -97,8 +118,9 @@ def build_context(settings: RunSettings) -> dict[str, Any]:
     threshold = delivery["threshold"]
     loop_effect = report_models.loop_effect(settings, delivered, loaded["baseline"], labels)
     defect_types = report_models.defect_types(delivered, threshold)
+    rows = report_models.model_rows(settings, models, label)
     context.update({
-        "models": report_models.model_rows(settings, models, label),
+        "models": rows,
         "delivery": delivery,
         "loop_effect": loop_effect,
         "histogram": report_models.basis_histogram(delivered, threshold),
@@ -108,7 +130,7 @@ def build_context(settings: RunSettings) -> dict[str, Any]:
         "defect_types": defect_types,
         "iterations": report_loop.iteration_sections(settings, labels, loaded, current, log),
         "samples": sample_pairs(settings, labels),
-        "recommendations": recommendations(settings, delivery, defect_types, loop_effect, basis),
+        "recommendations": recommendations(settings, delivery, defect_types, loop_effect, basis, rows),
     })
     return context
 
