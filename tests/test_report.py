@@ -365,3 +365,14 @@ def test_the_text_summary_of_a_run_with_nothing_evaluated_says_so():
 
     context = {"header": full_context()["header"], "models": []}
     assert text.summary_text(context, "r.html").splitlines()[1] == "No model has been evaluated yet."
+
+
+def test_the_text_summary_of_taos_selection_shows_no_gate():
+    from aoideft.report import text
+
+    context = full_context(basis="whole KPI set", basis_key="whole")
+    lines = text.summary_text(context, "r.html").splitlines()
+    rows = lines[lines.index("") + 2:lines.index("") + 5]
+    assert [row.split()[0] for row in rows] == ["baseline", EVIL, "iter2"]
+    assert all(row.split()[1 if row.split()[0] != EVIL else 3] == render.DASH for row in rows)
+    assert "every choice used the whole KPI set (TAO's rule" in "\n".join(lines)

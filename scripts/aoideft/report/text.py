@@ -16,7 +16,9 @@ COLUMNS = ("model", "gate", "validation FAR@100%", "{basis} FAR@100%", "deployab
            "TAO's figure")
 
 
-def _gate(row: Mapping[str, Any]) -> str:
+def _gate(row: Mapping[str, Any], gated: bool) -> str:
+    if not gated:  # TAO's selection (deft.kpi_holdout: 0): no accept-or-keep gate
+        return DASH
     if row["label"] == "baseline":
         return "incumbent"
     return {True: "accepted", False: "rejected", None: DASH}[row.get("accepted")]
@@ -35,9 +37,9 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
             for line in [header, *rows]]
 
 
-def model_table(models: Sequence[Mapping[str, Any]], basis: str) -> list[str]:
+def model_table(models: Sequence[Mapping[str, Any]], basis: str, gated: bool = True) -> list[str]:
     header = [column.format(basis=basis) for column in COLUMNS]
-    rows = [[row["label"] + (" <- delivered" if row.get("delivered") else ""), _gate(row),
+    rows = [[row["label"] + (" <- delivered" if row.get("delivered") else ""), _gate(row, gated),
              fmt_pct(row.get("val_far_pct"), 1), fmt_pct(row.get("basis_far_pct"), 1), _deployable(row),
              fmt_pct(row.get("kpi_far_pct"), 1)] for row in models]
     return _table(header, rows)
@@ -58,9 +60,12 @@ def summary_text(context: Mapping[str, Any], report_path: str) -> str:
               f"{delivery['threshold']:.4f} ({delivery['threshold_from']}); at it the {basis_set['name']} has FAR "
               f"{fmt_pct(basis_set.get('far_pct'), 1)} with {basis_set['missed']} of {basis_set['n_defect']} "
               "defects missed.", ""]
-    lines += model_table(context["models"], header["basis"])
-    lines += ["", "validation: what every choice used; deployable: the threshold from validation applied to the "
-              f"{header['basis']}; TAO's figure: the whole KPI set with its threshold chosen on it (optimistic)."]
+    gated = header.get("basis_key") != "whole"
+    lines += model_table(context["models"], header["basis"], gated)
+    chosen_on = ("validation: what every choice used" if gated else
+                 "every choice used the whole KPI set (TAO's rule, deft.kpi_holdout: 0); validation: for reference")
+    lines += ["", f"{chosen_on}; deployable: the threshold from validation applied to the {header['basis']}; "
+              "TAO's figure: the whole KPI set with its threshold chosen on it (optimistic)."]
     effect = context.get("loop_effect")
     if effect:
         judged = loop_verdict(effect, header["basis"])
