@@ -56,10 +56,12 @@ def recommendations(settings: RunSettings, delivery: dict[str, Any] | None, defe
     advice = []
     target = settings.kpi_target
     weak = [item["label"] for item in defect_types if item.get("caught") is not None and item["caught"] < item["count"]]
+    kpi_missed = False
     if delivery:
         basis_set = next(s for s in delivery["sets"] if s["is_basis"])
         far = basis_set.get("far100_pct")
-        if far is not None and far > target:
+        kpi_missed = far is not None and far > target
+        if kpi_missed:
             named = f" ({', '.join(sorted(weak))} are missed at the deploy threshold)" if weak else ""
             advice.append(f"KPI not met on the {basis}: FAR@100% recall {far:.2f}% vs {target:g}%. Add real examples of the "
                           f"defect types that stay weak{named}, raise deft.max_iterations or the SDG/mining budgets.")
@@ -67,7 +69,7 @@ def recommendations(settings: RunSettings, delivery: dict[str, Any] | None, defe
             advice.append(f"The validation-calibrated threshold misses {basis_set['missed']} of {basis_set['n_defect']} "
                           f"defects of the {basis}: the validation set under-represents them; add such defects to "
                           "validation before deploying that threshold, or review these parts by hand.")
-    if weak and not any(line.startswith("KPI not met") for line in advice):
+    if weak and not kpi_missed:  # else the KPI advice above names them
         advice.append("Defect types missed at the deploy threshold: " + ", ".join(sorted(weak)) + ".")
     if loop_effect and loop_effect["model"] == loop_effect["reference"] and loop_effect["validation"]:
         advice.append("No iteration beat the baseline on validation: look at the iterations' failure modes and the "
